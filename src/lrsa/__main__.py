@@ -1,0 +1,3 @@
+from lrsa.cli import main
+
+main()

@@ -1,0 +1,225 @@
+"""Named datasets: where their files come from (pinned by commit and sha256), how to read them,
+what counts they must have, and how to fetch them into a data directory."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+from lrsa.data import readers
+from lrsa.data.schema import SPLITS, DataError, Example
+
+DATA_DIR_ENV = "LRSA_DATA_DIR"
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A named benchmark: one file per split, read by one reader, plus side files keyed by image id."""
+
+    name: str
+    reader: str
+    splits: dict[str, str]  # split -> path relative to the data dir
+    side: dict[str, str] = field(default_factory=dict)  # side input name -> relative path
+    extra_files: tuple[str, ...] = ()  # licences etc. fetched alongside
+    expected: dict[str, dict[str, int]] = field(default_factory=dict)
+    has_images: bool = True
+
+    def files(self) -> list[str]:
+        return [*self.splits.values(), *self.side.values(), *self.extra_files]
+
+
+def _twitter(name: str, folder: str, expected: dict[str, dict[str, int]]) -> Dataset:
+    side = {
+        "mdca_captions": f"{folder}/captions/mdca_captions.json",
+        "coolnet_captions": f"{folder}/captions/coolnet_captions.json",
+    }
+    if folder == "twitter2017":
+        side["gpt4_descriptions"] = f"{folder}/descriptions/gpt4_descriptions.jsonl"
+    return Dataset(
+        name=name,
+        reader="jmasa",
+        splits={s: f"{folder}/jmasa/{s}.json" for s in SPLITS},
+        side=side,
+        extra_files=(f"{folder}/captions/LICENSE.MDCA.txt",),
+        expected=expected,
+    )
+
+
+def _counts(sentences: int, aspects: int, pos: int, neu: int, neg: int) -> dict[str, int]:
+    return {"sentences": sentences, "aspects": aspects, "POS": pos, "NEU": neu, "NEG": neg}
+
+
+def _semeval(name: str, folder: str, train: str, test: str) -> Dataset:
+    return Dataset(
+        name=name,
+        reader="semeval",
+        splits={"train": f"semeval/{folder}/{train}", "test": f"semeval/{folder}/{test}"},
+        extra_files=("semeval/LICENSE.ABSADatasets.txt",),
+        has_images=False,
+    )
+
+
+DATASETS: dict[str, Dataset] = {
+    d.name: d
+    for d in [
+        _twitter("twitter2015", "twitter2015", {
+            "train": _counts(2101, 3179, 928, 1883, 368),
+            "dev": _counts(727, 1122, 303, 670, 149),
+            "test": _counts(674, 1037, 317, 607, 113),
+        }),
+        _twitter("twitter2017", "twitter2017", {
+            "train": _counts(1746, 3562, 1508, 1638, 416),
+            "dev": _counts(577, 1176, 515, 517, 144),
+            "test": _counts(587, 1234, 493, 573, 168),
+        }),
+        Dataset(
+            name="political_twitter",
+            reader="conll",
+            splits={"train": "political_twitter/conll/train.txt",
+                    "dev": "political_twitter/conll/valid.txt",
+                    "test": "political_twitter/conll/test.txt"},
+            # Political Twitter re-splits the Twitter-2015/2017 images: their captions serve it too.
+            side={"mdca_captions": "twitter2015/captions/mdca_captions.json",
+                  "mdca_captions_2017": "twitter2017/captions/mdca_captions.json",
+                  "coolnet_captions": "twitter2015/captions/coolnet_captions.json",
+                  "coolnet_captions_2017": "twitter2017/captions/coolnet_captions.json"},
+            expected={
+                "train": _counts(5105, 8902, 3318, 4697, 887),
+                "dev": _counts(900, 1559, 570, 823, 166),
+                "test": _counts(407, 849, 176, 368, 305),
+            },
+        ),
+        _semeval("semeval14_laptop", "113.laptop14", "Laptops_Train.xml.seg", "Laptops_Test_Gold.xml.seg"),
+        _semeval("semeval14_restaurant", "114.restaurant14", "Restaurants_Train.xml.seg",
+                 "Restaurants_Test_Gold.xml.seg"),
+        _semeval("semeval15_restaurant", "115.restaurant15", "restaurant_train.raw", "restaurant_test.raw"),
+        _semeval("semeval16_restaurant", "116.restaurant16", "restaurant_train.raw", "restaurant_test.raw"),
+    ]
+}
+
+
+def get(name: str) -> Dataset:
+    try:
+        return DATASETS[name]
+    except KeyError:
+        raise KeyError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}") from None
+
+
+def upstream() -> dict[str, dict]:
+    """Pins for every file: repo, commit, path, bytes, sha256 (from the shared MANIFEST)."""
+    return json.loads(resources.files("lrsa.data").joinpath("upstream.json").read_text())
+
+
+def default_data_dir() -> Path:
+    from platformdirs import user_cache_dir
+
+    return Path(user_cache_dir("lrsa")) / "data"
+
+
+def resolve_data_dir(data_dir: str | Path | None = None) -> Path:
+    """``--data-dir`` if given, else ``$LRSA_DATA_DIR``, else the user cache directory."""
+    if data_dir:
+        return Path(data_dir)
+    env = os.environ.get(DATA_DIR_ENV)
+    if env:
+        return Path(env)
+    return default_data_dir()
+
+
+def dataset_path(name: str, split: str, data_dir: str | Path | None = None) -> Path:
+    ds = get(name)
+    if split not in ds.splits:
+        raise KeyError(f"dataset {name!r} has no split {split!r}; it has {', '.join(ds.splits)}")
+    path = resolve_data_dir(data_dir) / ds.splits[split]
+    if not path.exists():
+        raise FileNotFoundError(
+            f"{path} not found: run `lrsa data fetch {name}` or point --data-dir / ${DATA_DIR_ENV} "
+            f"at a directory holding the benchmark files")
+    return path
+
+
+def load_dataset(name: str, split: str, data_dir: str | Path | None = None,
+                 lenient: bool = False, report: readers.ReadReport | None = None) -> list[Example]:
+    """Read one split of a named dataset into ``Example`` records with ids ``<split>-<n>``."""
+    ds = get(name)
+    path = dataset_path(name, split, data_dir)
+    return readers.READERS[ds.reader](path, split, lenient=lenient, report=report)
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def data_checksums(name: str, data_dir: str | Path | None = None) -> dict[str, str]:
+    """sha256 of every split and side file of a dataset, for results files."""
+    root = resolve_data_dir(data_dir)
+    return {rel: sha256_file(root / rel) for rel in get(name).files() if (root / rel).exists()}
+
+
+class FetchError(RuntimeError):
+    pass
+
+
+def _atomic_write(dest: Path, data: bytes) -> None:
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, dest)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def fetch(name: str, data_dir: str | Path | None = None, mirror: str | Path | None = None,
+          timeout: float = 30.0) -> list[tuple[str, str]]:
+    """Put every file of ``name`` into the data directory, verified against its pinned sha256.
+
+    ``mirror`` copies from a local directory laid out like the data directory; otherwise each file is
+    downloaded from its pinned upstream commit. Files already present with the right checksum are
+    kept. Returns ``[(relative path, "present" | "copied" | "downloaded")]``.
+    """
+    import httpx
+
+    root = resolve_data_dir(data_dir)
+    pins = upstream()
+    done: list[tuple[str, str]] = []
+    for rel in get(name).files():
+        pin = pins[rel]
+        dest = root / rel
+        if dest.exists() and sha256_file(dest) == pin["sha256"]:
+            done.append((rel, "present"))
+            continue
+        if mirror is not None:
+            src = Path(mirror) / rel
+            if not src.exists():
+                raise FetchError(f"{src} not found in mirror {mirror}")
+            data, how = src.read_bytes(), "copied"
+        else:
+            url = f"https://raw.githubusercontent.com/{pin['repo']}/{pin['commit']}/{pin['path']}"
+            try:
+                resp = httpx.get(url, timeout=timeout, follow_redirects=True)
+                resp.raise_for_status()
+            except httpx.HTTPError as err:
+                raise FetchError(f"could not download {rel} from {url}: {err.__class__.__name__}: {err}"
+                                 ) from None
+            data, how = resp.content, "downloaded"
+        digest = hashlib.sha256(data).hexdigest()
+        if digest != pin["sha256"]:
+            raise FetchError(f"{rel}: sha256 {digest} does not match the pinned {pin['sha256']}")
+        _atomic_write(dest, data)
+        done.append((rel, how))
+    return done
+

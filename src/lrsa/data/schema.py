@@ -1,0 +1,77 @@
+"""The one record every stage speaks: an image-text example and its aspects.
+
+Spans are word-level: ``start`` is the index of the first word, ``end`` is exclusive.
+Polarity is always one of ``POS``, ``NEU``, ``NEG``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+Polarity = Literal["POS", "NEU", "NEG"]
+POLARITIES: tuple[str, ...] = ("POS", "NEU", "NEG")
+SPLITS: tuple[str, ...] = ("train", "dev", "test")
+
+
+class DataError(ValueError):
+    """A malformed input record. The message names the file, the record and the reason."""
+
+    def __init__(self, source: str, where: str, reason: str):
+        self.source = source
+        self.where = where
+        self.reason = reason
+        super().__init__(f"{source}: {where}: {reason}")
+
+
+class Aspect(BaseModel):
+    """One aspect term: words[start:end] with its sentiment."""
+
+    model_config = ConfigDict(frozen=True)
+
+    start: int = Field(ge=0)
+    end: int = Field(ge=1)
+    polarity: Polarity
+
+    @model_validator(mode="after")
+    def _non_empty(self) -> "Aspect":
+        if self.end <= self.start:
+            raise ValueError(f"empty span [{self.start}, {self.end})")
+        return self
+
+    @property
+    def span(self) -> tuple[int, int]:
+        return (self.start, self.end)
+
+
+class Example(BaseModel):
+    """One image-text post. ``id`` is ``"<split>-<n>"`` for benchmark data (n = 0-based file order)."""
+
+    id: str
+    words: list[str]
+    image_id: str | None = None
+    image_path: str | None = None
+    aspects: list[Aspect] = Field(default_factory=list)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def text(self) -> str:
+        return " ".join(self.words)
+
+    def surface(self, aspect: Aspect) -> str:
+        return " ".join(self.words[aspect.start : aspect.end])
+
+
+def validate_aspects(words: list[str], aspects: list[Aspect], source: str, where: str) -> None:
+    """Raise DataError if a span is out of range or two gold spans overlap."""
+    n = len(words)
+    spans = sorted(aspects, key=lambda a: (a.start, a.end))
+    for a in spans:
+        if a.end > n:
+            raise DataError(source, where, f"span [{a.start}, {a.end}) out of range for {n} words")
+    for a, b in zip(spans, spans[1:]):
+        if b.start < a.end:
+            raise DataError(
+                source, where, f"overlapping spans [{a.start}, {a.end}) and [{b.start}, {b.end})"
+            )
