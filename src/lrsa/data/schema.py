@@ -75,3 +75,47 @@ def validate_aspects(words: list[str], aspects: list[Aspect], source: str, where
             raise DataError(
                 source, where, f"overlapping spans [{a.start}, {a.end}) and [{b.start}, {b.end})"
             )
+
+
+# --------------------------------------------------------------------------- predictions
+
+
+class PredictedAspect(BaseModel):
+    """An aspect the model found: word span, character span in ``Prediction.text``, surface, polarity."""
+
+    start: int
+    end: int
+    polarity: Polarity
+    confidence: float = Field(ge=0.0, le=1.0)
+    char_start: int
+    char_end: int
+    text: str
+
+
+class Rationale(BaseModel):
+    """The LLM-written rationales for one post and where they came from."""
+
+    text: str = ""  # L_t: explanation of the tweet text
+    image: str = ""  # L_i: description of the image and its relation to the text
+    provenance: dict[str, Any] = Field(default_factory=dict)  # backend, model, prompt hash, decoding
+
+
+class Prediction(BaseModel):
+    """What ``LRSA.predict`` returns for one post."""
+
+    id: str | None = None
+    text: str
+    words: list[str]
+    aspects: list[PredictedAspect]
+    rationale: Rationale | None = None  # None only when predicting without rationales was asked for
+    used_rationales: bool
+    timings_ms: dict[str, float] = Field(default_factory=dict)
+
+
+def char_offsets(words: list[str]) -> list[tuple[int, int]]:
+    """Character offsets of each word in ``" ".join(words)``."""
+    out, pos = [], 0
+    for w in words:
+        out.append((pos, pos + len(w)))
+        pos += len(w) + 1
+    return out
