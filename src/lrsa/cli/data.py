@@ -60,6 +60,8 @@ def stats_cmd(
     name: Optional[str] = typer.Argument(None, help="Dataset name; all datasets when omitted."),
     data_dir: Optional[Path] = DataDirOption,
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    lenient: bool = typer.Option(False, "--lenient", help="Skip malformed records, count and report "
+                                 "them, instead of stopping at the first one."),
 ) -> None:
     """Sentences, aspects, polarity counts, multi-aspect sentences and side-input coverage per split."""
     from lrsa.data.checks import stats
@@ -70,7 +72,7 @@ def stats_cmd(
     with user_errors():
         for n in _names(name):
             side = side_inputs(n, data_dir) if get(n).side else None
-            out[n] = stats(n, data_dir, side)
+            out[n] = stats(n, data_dir, side, lenient)
     if as_json:
         print_json(out[name] if name else out)
         return
@@ -86,6 +88,11 @@ def stats_cmd(
             table.add_row(split, *(str(row[c]) for c in cols[1:]),
                           *(f"{cov[k]['covered']}/{cov[k]['of']}" for k in kinds))
         console.print(table)
+        for split, row in per_split.items():
+            if row.get("skipped"):
+                typer.echo(f"{n} {split}: skipped {row['skipped']} malformed record(s):")
+                for reason in row["skip_reasons"]:
+                    typer.echo(f"  {reason}")
 
 
 @data_app.command("check")

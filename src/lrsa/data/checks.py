@@ -10,6 +10,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
+from lrsa.data.readers import ReadReport
 from lrsa.data.registry import DATASETS, get, load_dataset, resolve_data_dir
 from lrsa.data.schema import Example
 
@@ -34,16 +35,28 @@ def split_stats(examples: list[Example]) -> dict[str, int]:
     }
 
 
-def load_splits(name: str, data_dir: str | Path | None = None) -> dict[str, list[Example]]:
-    return {s: load_dataset(name, s, data_dir) for s in get(name).splits}
+def load_splits(name: str, data_dir: str | Path | None = None, lenient: bool = False,
+                reports: dict[str, ReadReport] | None = None) -> dict[str, list[Example]]:
+    out = {}
+    for s in get(name).splits:
+        report = ReadReport(s)
+        out[s] = load_dataset(name, s, data_dir, lenient=lenient, report=report)
+        if reports is not None:
+            reports[s] = report
+    return out
 
 
 def stats(name: str, data_dir: str | Path | None = None,
-          side: dict[str, dict[str, list[str]]] | None = None) -> dict[str, Any]:
-    """Per-split counts; with ``side`` given, the share of examples whose image has each side input."""
+          side: dict[str, dict[str, list[str]]] | None = None, lenient: bool = False) -> dict[str, Any]:
+    """Per-split counts; with ``side`` given, the share of examples whose image has each side input.
+    With ``lenient``, malformed records are skipped and each split reports ``skipped`` and the reasons."""
     out: dict[str, Any] = {}
-    for split, exs in load_splits(name, data_dir).items():
+    reports: dict[str, ReadReport] = {}
+    for split, exs in load_splits(name, data_dir, lenient, reports).items():
         row: dict[str, Any] = split_stats(exs)
+        if lenient:
+            row["skipped"] = len(reports[split].skipped)
+            row["skip_reasons"] = reports[split].skipped
         if side:
             with_image = [ex for ex in exs if ex.image_id]
             row["side_coverage"] = {

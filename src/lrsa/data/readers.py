@@ -98,7 +98,7 @@ def read_jmasa(path: Path, split: str, lenient: bool = False,
     try:
         records = json.loads(Path(path).read_text(encoding="utf-8"))
     except json.JSONDecodeError as err:
-        raise DataError(src, f"line {err.lineno}", f"bad JSON: {err.msg}") from None
+        raise DataError(src, f"line {err.lineno} column {err.colno}", f"bad JSON: {err.msg}") from None
     except UnicodeDecodeError as err:
         raise DataError(src, f"byte {err.start}", "invalid UTF-8") from None
     if not isinstance(records, list):

@@ -54,12 +54,14 @@ def _counts(sentences: int, aspects: int, pos: int, neu: int, neg: int) -> dict[
     return {"sentences": sentences, "aspects": aspects, "POS": pos, "NEU": neu, "NEG": neg}
 
 
-def _semeval(name: str, folder: str, train: str, test: str) -> Dataset:
+def _semeval(name: str, folder: str, train: str, test: str,
+             expected: dict[str, dict[str, int]]) -> Dataset:
     return Dataset(
         name=name,
         reader="semeval",
         splits={"train": f"semeval/{folder}/{train}", "test": f"semeval/{folder}/{test}"},
         extra_files=("semeval/LICENSE.ABSADatasets.txt",),
+        expected=expected,
         has_images=False,
     )
 
@@ -94,11 +96,15 @@ DATASETS: dict[str, Dataset] = {
                 "test": _counts(407, 849, 176, 368, 305),
             },
         ),
-        _semeval("semeval14_laptop", "113.laptop14", "Laptops_Train.xml.seg", "Laptops_Test_Gold.xml.seg"),
+        _semeval("semeval14_laptop", "113.laptop14", "Laptops_Train.xml.seg", "Laptops_Test_Gold.xml.seg",
+                 {"train": _counts(1501, 2328, 994, 464, 870), "test": _counts(421, 638, 341, 169, 128)}),
         _semeval("semeval14_restaurant", "114.restaurant14", "Restaurants_Train.xml.seg",
-                 "Restaurants_Test_Gold.xml.seg"),
-        _semeval("semeval15_restaurant", "115.restaurant15", "restaurant_train.raw", "restaurant_test.raw"),
-        _semeval("semeval16_restaurant", "116.restaurant16", "restaurant_train.raw", "restaurant_test.raw"),
+                 "Restaurants_Test_Gold.xml.seg",
+                 {"train": _counts(2018, 3608, 2164, 637, 807), "test": _counts(615, 1120, 728, 196, 196)}),
+        _semeval("semeval15_restaurant", "115.restaurant15", "restaurant_train.raw", "restaurant_test.raw",
+                 {"train": _counts(839, 1194, 904, 36, 254), "test": _counts(403, 540, 326, 34, 180)}),
+        _semeval("semeval16_restaurant", "116.restaurant16", "restaurant_train.raw", "restaurant_test.raw",
+                 {"train": _counts(1243, 1739, 1235, 69, 435), "test": _counts(423, 612, 468, 30, 114)}),
     ]
 }
 
@@ -183,17 +189,23 @@ def _atomic_write(dest: Path, data: bytes) -> None:
         raise
 
 
+DEFAULT_BASE_URL = "https://raw.githubusercontent.com"
+BASE_URL_ENV = "LRSA_FETCH_BASE_URL"
+
+
 def fetch(name: str, data_dir: str | Path | None = None, mirror: str | Path | None = None,
-          timeout: float = 30.0) -> list[tuple[str, str]]:
+          timeout: float = 30.0, base_url: str | None = None) -> list[tuple[str, str]]:
     """Put every file of ``name`` into the data directory, verified against its pinned sha256.
 
     ``mirror`` copies from a local directory laid out like the data directory; otherwise each file is
-    downloaded from its pinned upstream commit. Files already present with the right checksum are
-    kept. Returns ``[(relative path, "present" | "copied" | "downloaded")]``.
+    downloaded from its pinned upstream commit at ``<base_url>/<repo>/<commit>/<path>`` (default
+    raw.githubusercontent.com, or ``$LRSA_FETCH_BASE_URL`` for a mirror server). Files already present
+    with the right checksum are kept. Returns ``[(relative path, "present" | "copied" | "downloaded")]``.
     """
     import httpx
 
     root = resolve_data_dir(data_dir)
+    base_url = base_url or os.environ.get(BASE_URL_ENV) or DEFAULT_BASE_URL
     pins = upstream()
     done: list[tuple[str, str]] = []
     for rel in get(name).files():
@@ -208,7 +220,7 @@ def fetch(name: str, data_dir: str | Path | None = None, mirror: str | Path | No
                 raise FetchError(f"{src} not found in mirror {mirror}")
             data, how = src.read_bytes(), "copied"
         else:
-            url = f"https://raw.githubusercontent.com/{pin['repo']}/{pin['commit']}/{pin['path']}"
+            url = f"{base_url.rstrip('/')}/{pin['repo']}/{pin['commit']}/{pin['path']}"
             try:
                 resp = httpx.get(url, timeout=timeout, follow_redirects=True)
                 resp.raise_for_status()

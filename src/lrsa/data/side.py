@@ -35,7 +35,7 @@ def read_side_file(path: Path) -> dict[str, list[str]]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as err:
-        raise DataError(src, f"line {err.lineno}", f"bad JSON: {err.msg}") from None
+        raise DataError(src, f"line {err.lineno} column {err.colno}", f"bad JSON: {err.msg}") from None
     if not isinstance(data, dict):
         raise DataError(src, "top level", "expected a JSON object keyed by image id")
     for key, val in data.items():
