@@ -1,0 +1,32 @@
+"""What the service needs from a model: a batch predict and a description of itself.
+
+`lrsa.LRSA` satisfies this through `ModelPredictor`; tests may plug in anything with the same two methods.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol, TypedDict, runtime_checkable
+
+from PIL import Image
+
+from lrsa.data.schema import Prediction
+
+
+class Post(TypedDict):
+    """One post as the service hands it to a predictor. The image is already decoded (RGB) or None."""
+
+    id: str | None
+    text: str
+    image: Image.Image | None
+    use_rationales: bool
+
+
+@runtime_checkable
+class Predictor(Protocol):
+    def predict_batch(self, posts: list[Post]) -> list[Prediction]:
+        """One Prediction per post, in order. Called from a single inference thread, never concurrently."""
+        ...
+
+    def info(self) -> dict[str, Any]:
+        """JSON-serialisable description: backbone, training data, scores, rationale backend, ..."""
+        ...

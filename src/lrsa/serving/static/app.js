@@ -1,0 +1,151 @@
+// LRSA web page: no framework, no network access beyond this server. User text is only ever
+// inserted with textContent (never innerHTML).
+"use strict";
+
+(function () {
+  const $ = (id) => document.getElementById(id);
+  const form = $("form"), text = $("text"), fileInput = $("image"), drop = $("drop");
+  const preview = $("preview"), previewFigure = $("preview-figure"), previewCaption = $("preview-caption");
+  const clearImage = $("clear-image"), submit = $("submit"), busy = $("busy"), errorBox = $("error");
+  const result = $("result");
+  const NAMES = { POS: "positive", NEU: "neutral", NEG: "negative" };
+  let imageFile = null;
+  let imageUrl = null;
+  let maxChars = null;
+
+  fetch("v1/model").then((r) => r.ok ? r.json() : null).then((info) => {
+    if (info && info.serving) { maxChars = info.serving.limits.max_text_chars; updateCounter(); }
+  }).catch(() => {});
+
+  function updateCounter() {
+    $("counter").textContent = maxChars ? `${text.value.length} / ${maxChars} characters` : "";
+  }
+  text.addEventListener("input", updateCounter);
+
+  function setImage(file) {
+    if (imageUrl) URL.revokeObjectURL(imageUrl);
+    imageFile = file || null;
+    imageUrl = file ? URL.createObjectURL(file) : null;
+    previewFigure.hidden = !file;
+    clearImage.hidden = !file;
+    if (file) {
+      preview.src = imageUrl;
+      previewCaption.textContent = `${file.name} (${Math.round(file.size / 1024)} KiB)`;
+    } else {
+      preview.removeAttribute("src");
+      fileInput.value = "";
+    }
+  }
+
+  fileInput.addEventListener("change", () => setImage(fileInput.files[0]));
+  clearImage.addEventListener("click", () => { setImage(null); fileInput.focus(); });
+  ["dragenter", "dragover"].forEach((ev) => drop.addEventListener(ev, (e) => {
+    e.preventDefault(); drop.classList.add("dragover");
+  }));
+  ["dragleave", "drop"].forEach((ev) => drop.addEventListener(ev, (e) => {
+    e.preventDefault(); drop.classList.remove("dragover");
+  }));
+  drop.addEventListener("drop", (e) => {
+    const f = e.dataTransfer && e.dataTransfer.files && e.dataTransfer.files[0];
+    if (f) setImage(f);
+  });
+  text.addEventListener("keydown", (e) => {
+    if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) { e.preventDefault(); form.requestSubmit(); }
+  });
+
+  function showError(message) {
+    errorBox.textContent = message;
+    errorBox.hidden = false;
+  }
+
+  form.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    errorBox.hidden = true;
+    if (!text.value.trim()) { showError("Please enter the text of a post."); text.focus(); return; }
+    const body = new FormData();
+    body.append("text", text.value);
+    if (imageFile) body.append("image", imageFile, imageFile.name);
+    body.append("use_rationales", $("use-rationales").checked ? "true" : "false");
+    submit.disabled = true;
+    busy.textContent = "Analysing…";
+    try {
+      const response = await fetch("v1/predict", { method: "POST", body });
+      const data = await response.json().catch(() => null);
+      if (!response.ok) {
+        const err = data && data.error;
+        showError(err ? `${err.message} (${err.code}, HTTP ${err.status})` : `HTTP ${response.status}`);
+        return;
+      }
+      render(data);
+    } catch (err) {
+      showError(`The server could not be reached: ${err}`);
+    } finally {
+      submit.disabled = false;
+      busy.textContent = "";
+    }
+  });
+
+  function pct(x) { return `${Math.round(x * 100)}%`; }
+
+  function render(data) {
+    const p = data.prediction;
+    // The post with each aspect highlighted (character spans refer to prediction.text).
+    const post = $("post");
+    post.replaceChildren();
+    const aspects = [...p.aspects].sort((a, b) => a.char_start - b.char_start);
+    let pos = 0;
+    for (const a of aspects) {
+      if (a.char_start < pos) continue; // overlapping spans are listed below but highlighted once
+      post.append(document.createTextNode(p.text.slice(pos, a.char_start)));
+      const mark = document.createElement("mark");
+      mark.className = `aspect ${a.polarity.toLowerCase()}`;
+      mark.dataset.polarity = a.polarity;
+      mark.dataset.confidence = a.confidence.toFixed(3);
+      mark.title = `${NAMES[a.polarity]}, confidence ${pct(a.confidence)}`;
+      mark.append(document.createTextNode(p.text.slice(a.char_start, a.char_end)));
+      const conf = document.createElement("span");
+      conf.className = "conf";
+      conf.textContent = `${a.polarity} ${pct(a.confidence)}`;
+      mark.append(conf);
+      post.append(mark);
+      pos = a.char_end;
+    }
+    post.append(document.createTextNode(p.text.slice(pos)));
+
+    const list = $("aspects");
+    list.replaceChildren();
+    for (const a of aspects) {
+      const li = document.createElement("li");
+      li.dataset.polarity = a.polarity;
+      const chip = document.createElement("span");
+      chip.className = `aspect ${a.polarity.toLowerCase()}`;
+      chip.textContent = a.text;
+      li.append(chip, document.createTextNode(
+        ` ${NAMES[a.polarity]}, confidence ${pct(a.confidence)} (words ${a.start}–${a.end - 1})`));
+      list.append(li);
+    }
+    $("no-aspects").hidden = aspects.length > 0;
+
+    const r = p.rationale;
+    $("no-rationales").hidden = p.used_rationales;
+    $("rationales").hidden = !r;
+    if (r) {
+      $("rationale-text").textContent = r.text || "(empty)";
+      $("rationale-image").textContent = r.image || "(no image rationale)";
+      $("provenance").textContent = JSON.stringify(r.provenance, null, 2);
+    }
+
+    const imgBlock = $("result-image-block");
+    imgBlock.hidden = !(imageUrl && data.image);
+    if (imageUrl && data.image) {
+      $("result-image").src = imageUrl;
+      $("result-image").alt = `The image sent with the post (${data.image.width}×${data.image.height} ${data.image.format})`;
+    }
+    const t = data.server;
+    const stages = Object.entries(p.timings_ms || {}).map(([k, v]) => `${k} ${v.toFixed(1)} ms`).join(", ");
+    $("timings").textContent = `Server: ${t.total_ms.toFixed(1)} ms in all (batch of ${t.batch_posts})` +
+      (stages ? `; model: ${stages}` : "");
+    result.hidden = false;
+    result.focus();
+  }
+})();
