@@ -1,9 +1,219 @@
-"""`lrsa` commands of this stage (placeholder until the stage lands)."""
+"""`lrsa rationales ...`: generate, show, export and import rationales (L_t, L_i)."""
 
 from __future__ import annotations
 
+import json
+import shlex
+import sys
+from pathlib import Path
+from typing import Optional
+
 import typer
+
+rationales_app = typer.Typer(help="LLM rationales: generate (cached, resumable), show, export, import.",
+                             no_args_is_help=True)
+
+
+def default_cache_path() -> Path:
+    from platformdirs import user_cache_dir
+
+    return Path(user_cache_dir("lrsa")) / "rationales.sqlite"
+
+
+def _splits(dataset: str, split: str) -> list[str]:
+    from lrsa.data.registry import get
+
+    ds = get(dataset)
+    if split == "all":
+        return list(ds.splits)
+    for s in split.split(","):
+        if s not in ds.splits:
+            raise typer.BadParameter(f"dataset {dataset!r} has no split {s!r}; it has {', '.join(ds.splits)}")
+    return split.split(",")
+
+
+def _backend_options(backend: str, **kw) -> dict:
+    opts = {k: v for k, v in kw.items() if v is not None}
+    return opts
+
+
+@rationales_app.command()
+def generate(
+    dataset: str = typer.Option(..., help="named dataset, e.g. twitter2015"),
+    split: str = typer.Option("all", help="split name, comma list, or 'all'"),
+    backend: str = typer.Option("lexicon", help="openai | local | lexicon | import"),
+    limit: Optional[int] = typer.Option(None, help="only the first N posts (in split order)"),
+    concurrency: int = typer.Option(4, help="requests in flight at once"),
+    cache: Optional[Path] = typer.Option(None, help="SQLite cache file [default: user cache dir]"),
+    report: Optional[Path] = typer.Option(None, help="also save the JSON report here"),
+    out: Optional[Path] = typer.Option(None, help="write the rationales as JSONL (.jsonl or .jsonl.gz)"),
+    bundle: bool = typer.Option(False, help="write artifacts/rationales/<dataset>/<source>.jsonl.gz + manifest"),
+    source: Optional[str] = typer.Option(None, help="bundle source name [default: the backend name]"),
+    bundle_root: Optional[Path] = typer.Option(None, help="bundle root [default: artifacts/rationales]"),
+    data_dir: Optional[Path] = typer.Option(None, help="benchmark data dir [default: $LRSA_DATA_DIR]"),
+    max_tokens: int = typer.Option(160, help="cap on each cleaned rationale, in regex word tokens"),
+    model: Optional[str] = typer.Option(None, help="model name (openai) or GGUF path (local)"),
+    base_url: Optional[str] = typer.Option(None, help="openai: endpoint, e.g. https://api.openai.com/v1"),
+    api_key_env: Optional[str] = typer.Option(None, help="openai: env variable holding the API key"),
+    vision: Optional[bool] = typer.Option(None, help="openai: the model reads images (sent as data URLs)"),
+    timeout: Optional[float] = typer.Option(None, help="openai: per-request timeout, seconds"),
+    retries: Optional[int] = typer.Option(None, help="openai: retries on 429/5xx/timeouts"),
+    rpm: Optional[float] = typer.Option(None, help="openai: requests-per-minute limit"),
+    temperature: Optional[float] = typer.Option(None, help="decoding temperature (0 = greedy)"),
+    max_new_tokens: Optional[int] = typer.Option(None, help="LLM decoding limit, in model tokens"),
+    batch_size: Optional[int] = typer.Option(None, help="local: prompts generated together"),
+    threads: Optional[int] = typer.Option(None, help="local: torch CPU threads"),
+    import_file: Optional[Path] = typer.Option(None, help="import: JSONL with {id, text?, image?}"),
+    price_prompt: Optional[float] = typer.Option(None, help="USD per 1M prompt tokens (cost estimate)"),
+    price_completion: Optional[float] = typer.Option(None, help="USD per 1M completion tokens"),
+    progress: bool = typer.Option(True, help="show a progress bar"),
+) -> None:
+    """Generate rationales for a dataset; only parts missing from the cache are requested."""
+    import time
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from lrsa.rationales import RationaleCache, dataset_inputs, make_backend, write_bundle
+    from lrsa.rationales.generate import generate as run
+
+    splits = _splits(dataset, split)
+    inputs = dataset_inputs(dataset, splits, data_dir)
+    if limit is not None:
+        inputs = inputs[:limit]
+    opts = _backend_options(backend, model=model, base_url=base_url, api_key_env=api_key_env, vision=vision,
+                            timeout_s=timeout, max_retries=retries, rpm=rpm, temperature=temperature,
+                            max_new_tokens=max_new_tokens, batch_size=batch_size, threads=threads,
+                            file=import_file)
+    be = make_backend(backend, **opts)
+    store = None
+    if be.cacheable:
+        cache = cache or default_cache_path()
+        store = RationaleCache(cache)
+        typer.echo(f"cache: {cache} ({len(store)} entries)", err=True)
+    prices = None
+    if price_prompt is not None or price_completion is not None:
+        prices = {"prompt": price_prompt or 0.0, "completion": price_completion or 0.0}
+    t0 = time.time()
+    with Progress(TextColumn(f"{dataset} {backend}"), BarColumn(), MofNCompleteColumn(),
+                  TimeRemainingColumn(), disable=not progress, transient=False) as bar:
+        task = bar.add_task("parts", total=None)
+
+        def on_progress(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        res = run(inputs, be, cache=store, concurrency=concurrency, max_tokens=max_tokens,
+                  on_progress=on_progress, prices=prices)
+    elapsed = time.time() - t0
+    if store is not None:
+        store.close()
+    rep = res.report.to_dict()
+    rep.update({"dataset": dataset, "splits": splits})
+    typer.echo(json.dumps(rep, indent=2))
+    if report:
+        res.report.save(report)
+    if out:
+        _write_jsonl(out, res.records(full_provenance=True))
+    if bundle:
+        if res.missing:
+            typer.echo(f"not writing a bundle: {len(res.missing)} posts are missing parts "
+                       f"(rerun to retry them)", err=True)
+            raise typer.Exit(1)
+        cmd = "lrsa rationales generate " + " ".join(shlex.quote(a) for a in sys.argv[2 + sys.argv[1:].index("generate"):]) \
+            if "generate" in sys.argv else None
+        path = write_bundle(dataset, source or backend, res.records(), be.provenance(), root=bundle_root,
+                            generation_s=elapsed, command=cmd,
+                            extra={"report": {k: rep[k] for k in ("requested", "generated", "cached", "failed",
+                                                                  "retried", "prompt_tokens",
+                                                                  "completion_tokens", "flagged")}})
+        typer.echo(f"bundle: {path} ({path.stat().st_size} bytes)", err=True)
+    if res.missing:
+        raise typer.Exit(2)
+
+
+def _write_jsonl(path: Path, records: list[dict]) -> None:
+    import gzip
+
+    from lrsa.rationales.bundle import _atomic_write_bytes
+
+    data = "".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in records).encode("utf-8")
+    if str(path).endswith(".gz"):
+        data = gzip.compress(data, mtime=0)
+    _atomic_write_bytes(path, data)
+    typer.echo(f"wrote {len(records)} records to {path}", err=True)
+
+
+@rationales_app.command()
+def show(
+    dataset: str = typer.Option(..., help="named dataset"),
+    id: str = typer.Argument(..., help="example id, e.g. test-12"),
+    source: str = typer.Option("lexicon", help="bundle source"),
+    bundle_root: Optional[Path] = typer.Option(None, help="bundle root [default: artifacts/rationales]"),
+    data_dir: Optional[Path] = typer.Option(None, help="benchmark data dir (to print the tweet)"),
+) -> None:
+    """Print the tweet and its rationales from a bundle."""
+    from lrsa.rationales import load_bundle
+
+    rats = load_bundle(dataset, source, bundle_root)
+    if id not in rats:
+        raise typer.BadParameter(f"no id {id!r} in the {source} bundle of {dataset} ({len(rats)} ids)")
+    r = rats[id]
+    try:
+        from lrsa.rationales.inputs import dataset_inputs
+
+        split = id.rsplit("-", 1)[0]
+        text = next(i.text for i in dataset_inputs(dataset, [split], data_dir) if i.id == id)
+        typer.echo(f"tweet: {text}")
+    except (FileNotFoundError, StopIteration):
+        pass
+    typer.echo(f"L_t:   {r.text}\nL_i:   {r.image}\nprovenance: {json.dumps(r.provenance, indent=2)}")
+
+
+@rationales_app.command("export")
+def export_cmd(
+    dataset: str = typer.Option(..., help="named dataset"),
+    out: Path = typer.Option(..., help="JSONL file to write (.jsonl or .jsonl.gz)"),
+    source: str = typer.Option("lexicon", help="bundle source to export"),
+    bundle_root: Optional[Path] = typer.Option(None, help="bundle root [default: artifacts/rationales]"),
+) -> None:
+    """Export a bundle as JSONL: one {"id", "text", "image", "provenance"} object per line."""
+    from lrsa.rationales import load_bundle
+
+    rats = load_bundle(dataset, source, bundle_root)
+    _write_jsonl(out, [{"id": k, "text": r.text, "image": r.image, "provenance": r.provenance}
+                       for k, r in rats.items()])
+
+
+@rationales_app.command("import")
+def import_cmd(
+    file: Path = typer.Argument(..., help="JSONL with {id, text?, image?} per line"),
+    dataset: str = typer.Option(..., help="named dataset the ids belong to"),
+    source: str = typer.Option(..., help="bundle source name to create, e.g. gemini"),
+    model: str = typer.Option("unknown", help="the model that wrote them (provenance)"),
+    prompt: Optional[str] = typer.Option(None, help="prompt version/hash they were written with"),
+    bundle_root: Optional[Path] = typer.Option(None, help="bundle root [default: artifacts/rationales]"),
+    data_dir: Optional[Path] = typer.Option(None, help="benchmark data dir (to check ids)"),
+    partial: bool = typer.Option(False, help="allow ids of only some posts"),
+) -> None:
+    """Import your own rationales (e.g. from a paid LLM run) as a bundle usable by training."""
+    from lrsa.data.registry import get, load_dataset
+    from lrsa.rationales import write_bundle
+    from lrsa.rationales.backends import read_jsonl
+
+    recs = read_jsonl(file)
+    known = [ex.id for s in get(dataset).splits for ex in load_dataset(dataset, s, data_dir)]
+    unknown = sorted(set(recs) - set(known))
+    if unknown:
+        raise typer.BadParameter(f"{file}: {len(unknown)} ids not in {dataset}, e.g. {unknown[:3]}")
+    lacking = [k for k in known if k not in recs]
+    if lacking and not partial:
+        raise typer.BadParameter(f"{file}: {len(lacking)} posts of {dataset} have no record, e.g. "
+                                 f"{lacking[:3]} (pass --partial to allow)")
+    records = [{"id": k, "text": recs[k].get("text", ""), "image": recs[k].get("image", "")}
+               for k in known if k in recs]
+    path = write_bundle(dataset, source, records, {"backend": "import", "model": model, "prompt": prompt,
+                                                   "imported_from": file.name}, root=bundle_root)
+    typer.echo(f"bundle: {path} ({len(records)} records)")
 
 
 def register(app: typer.Typer) -> None:
-    pass
+    app.add_typer(rationales_app, name="rationales")

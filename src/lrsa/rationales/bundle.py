@@ -1,0 +1,175 @@
+"""Rationale bundles: every sentence of a benchmark with its rationales, as gzipped JSONL + a manifest.
+
+Layout: ``<root>/<dataset>/<source>.jsonl.gz`` (one ``{"id", "text", "image", ...}`` object per line,
+``text`` = L_t, ``image`` = L_i, optional per-record provenance fields) and ``<root>/<dataset>/manifest.json``
+(``{"sources": {source: {provenance, counts, sha256, generated_at, generation_s, command}}}``).
+The default root is ``artifacts/rationales`` of the repository this package was installed from
+(editable install or source checkout), or ``$LRSA_RATIONALES_DIR`` when set.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Iterable
+
+from lrsa.data.schema import DataError, Rationale
+
+ROOT_ENV = "LRSA_RATIONALES_DIR"
+MANIFEST = "manifest.json"
+_REL = Path("artifacts") / "rationales"
+
+
+def default_root() -> Path:
+    """``$LRSA_RATIONALES_DIR``, else ``artifacts/rationales`` in the checkout that holds this package."""
+    env = os.environ.get(ROOT_ENV)
+    if env:
+        return Path(env)
+    here = Path(__file__).resolve()
+    for parent in here.parents:
+        if (parent / "pyproject.toml").is_file() and (parent / "src" / "lrsa").is_dir():
+            return parent / _REL
+    # Not installed from a checkout (e.g. a wheel): no bundled rationales; say where we looked.
+    return Path.cwd() / _REL
+
+
+def resolve_root(root: str | Path | None) -> Path:
+    return Path(root) if root is not None else default_root()
+
+
+def bundle_path(dataset: str, source: str, root: str | Path | None = None) -> Path:
+    return resolve_root(root) / dataset / f"{source}.jsonl.gz"
+
+
+def _generate_hint(dataset: str, source: str) -> str:
+    return (f"lrsa rationales generate --dataset {dataset} --split all --backend {source} "
+            f"--bundle")
+
+
+def read_manifest(dataset: str, root: str | Path | None = None) -> dict[str, Any]:
+    path = resolve_root(root) / dataset / MANIFEST
+    if not path.is_file():
+        return {"dataset": dataset, "sources": {}}
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise DataError(str(path), f"line {err.lineno}", f"bad JSON: {err.msg}") from None
+
+
+def available_sources(dataset: str, root: str | Path | None = None) -> list[str]:
+    """Sources with a bundle file for ``dataset`` (e.g. ``["lexicon", "local"]``), sorted."""
+    folder = resolve_root(root) / dataset
+    if not folder.is_dir():
+        return []
+    return sorted(p.name[: -len(".jsonl.gz")] for p in folder.glob("*.jsonl.gz"))
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def load_bundle(dataset: str, source: str = "lexicon", root: str | Path | None = None
+                ) -> dict[str, Rationale]:
+    """Rationales of every sentence of ``dataset`` keyed by example id (``"train-0"``, ``"dev-3"``, ...).
+
+    ``Rationale.text`` is L_t, ``Rationale.image`` is L_i, ``Rationale.provenance`` the backend, model,
+    prompt version/hash and settings from the manifest plus any per-record fields.
+    """
+    path = bundle_path(dataset, source, root)
+    if not path.is_file():
+        have = available_sources(dataset, root)
+        raise FileNotFoundError(
+            f"no rationale bundle {path} (available for {dataset}: {', '.join(have) or 'none'}); "
+            f"generate it with `{_generate_hint(dataset, source)}`")
+    manifest = read_manifest(dataset, root)
+    entry = manifest.get("sources", {}).get(source)
+    if entry is None:
+        raise DataError(str(path.parent / MANIFEST), f"source {source!r}",
+                        f"{path.name} has no manifest entry; regenerate with `{_generate_hint(dataset, source)}`")
+    digest = _sha256(path)
+    if entry.get("sha256") and entry["sha256"] != digest:
+        raise DataError(str(path), "whole file",
+                        f"sha256 {digest[:12]}... does not match the manifest ({entry['sha256'][:12]}...)")
+    base = dict(entry.get("provenance", {}))
+    out: dict[str, Rationale] = {}
+    with gzip.open(path, "rt", encoding="utf-8") as fh:
+        for n, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise DataError(str(path), f"line {n}", f"bad JSON: {err.msg}") from None
+            if not isinstance(rec, dict) or not isinstance(rec.get("id"), str):
+                raise DataError(str(path), f"line {n}", "needs a string field 'id'")
+            if rec["id"] in out:
+                raise DataError(str(path), f"line {n}", f"duplicate id {rec['id']!r}")
+            prov = dict(base)
+            prov.update(rec.get("provenance") or {})
+            out[rec["id"]] = Rationale(text=rec.get("text") or "", image=rec.get("image") or "",
+                                       provenance=prov)
+    expected = sum((entry.get("counts") or {}).values())
+    if expected and expected != len(out):
+        raise DataError(str(path), "whole file", f"{len(out)} records, manifest says {expected}")
+    return out
+
+
+def _atomic_write_bytes(dest: Path, data: bytes) -> None:
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; these files are shared artefacts
+        os.replace(tmp, dest)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_bundle(dataset: str, source: str, records: Iterable[dict[str, Any]], provenance: dict[str, Any],
+                 root: str | Path | None = None, generation_s: float | None = None,
+                 command: str | None = None, extra: dict[str, Any] | None = None) -> Path:
+    """Write ``<source>.jsonl.gz`` (byte-reproducible: gzip mtime 0) and update the manifest entry."""
+    records = list(records)
+    counts: dict[str, int] = {}
+    for r in records:
+        split = r["id"].rsplit("-", 1)[0]
+        counts[split] = counts.get(split, 0) + 1
+    buf = io.BytesIO()
+    with gzip.GzipFile(fileobj=buf, mode="wb", compresslevel=9, mtime=0, filename="") as gz:
+        for r in records:
+            gz.write((json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n").encode("utf-8"))
+    path = bundle_path(dataset, source, root)
+    _atomic_write_bytes(path, buf.getvalue())
+    manifest = read_manifest(dataset, root)
+    manifest["dataset"] = dataset
+    entry = {
+        "provenance": provenance,
+        "counts": counts,
+        "records": len(records),
+        "bytes": len(buf.getvalue()),
+        "sha256": _sha256(path),
+        "generated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "generation_s": None if generation_s is None else round(generation_s, 3),
+        "command": command,
+    }
+    if extra:
+        entry.update(extra)
+    manifest.setdefault("sources", {})[source] = entry
+    manifest["sources"] = dict(sorted(manifest["sources"].items()))
+    _atomic_write_bytes(path.parent / MANIFEST,
+                        (json.dumps(manifest, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
+    return path
