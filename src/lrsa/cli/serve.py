@@ -1,9 +1,59 @@
-"""`lrsa` commands of this stage (placeholder until the stage lands)."""
+"""`lrsa serve`: the HTTP service and web page around a trained checkpoint."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import typer
 
 
 def register(app: typer.Typer) -> None:
-    pass
+    app.command("serve")(serve)
+
+
+def serve(
+    checkpoint: Path = typer.Option(..., "--checkpoint", help="A directory written by save_pretrained."),
+    host: str = typer.Option("127.0.0.1", help="Interface to bind (keep 127.0.0.1 unless behind a proxy)."),
+    port: int = typer.Option(8000, min=1, max=65535),
+    batching: bool = typer.Option(True, "--batching/--no-batching", help="Dynamic micro-batching of concurrent requests."),
+    max_batch: int = typer.Option(16, min=1, help="Most posts merged into one model call."),
+    max_wait_ms: float = typer.Option(5.0, min=0.0, help="How long the first request of a batch waits for company."),
+    max_text_chars: int = typer.Option(2_000, min=1),
+    max_image_bytes: int = typer.Option(5 * 1024 * 1024, min=1),
+    max_image_pixels: int = typer.Option(40_000_000, min=1),
+    max_batch_posts: int = typer.Option(32, min=1, help="Most posts in one /v1/predict/batch request."),
+    max_body_bytes: int = typer.Option(16 * 1024 * 1024, min=1),
+    torch_threads: int = typer.Option(0, min=0, help="torch intra-op threads (0: torch's default)."),
+    log_level: str = typer.Option("info", help="uvicorn log level."),
+    access_log: bool = typer.Option(False, "--access-log/--no-access-log"),
+) -> None:
+    """Serve POST /v1/predict, /v1/predict/batch, GET /healthz, /v1/model, /docs and the web page at /."""
+    import uvicorn
+
+    from lrsa.serving import BatchingConfig, Limits, ServingConfig, create_app
+    from lrsa.serving.model import ModelPredictor
+
+    if not checkpoint.is_dir():
+        raise typer.BadParameter(f"{checkpoint}: not a directory", param_hint="--checkpoint")
+    if torch_threads:
+        import torch
+
+        torch.set_num_threads(torch_threads)
+    config = ServingConfig(
+        limits=Limits(
+            max_text_chars=max_text_chars,
+            max_image_bytes=max_image_bytes,
+            max_image_pixels=max_image_pixels,
+            max_batch=max_batch_posts,
+            max_body_bytes=max_body_bytes,
+        ),
+        batching=BatchingConfig(enabled=batching, max_batch=max_batch, max_wait_ms=max_wait_ms),
+    )
+    predictor = ModelPredictor.from_checkpoint(checkpoint)
+    app = create_app(predictor, config)
+    typer.echo(
+        f"lrsa serve: {checkpoint} on http://{host}:{port}/ "
+        f"(micro-batching {'on, ' + str(max_batch) + ' posts / ' + str(max_wait_ms) + ' ms' if batching else 'off'})",
+        err=True,
+    )
+    uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=access_log)

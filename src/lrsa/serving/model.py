@@ -1,0 +1,47 @@
+"""`ModelPredictor`: the `Predictor` the service uses for a trained `lrsa.LRSA` checkpoint."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from lrsa.data.schema import Prediction
+from lrsa.serving.predictor import Post
+
+
+class ModelPredictor:
+    """Adapts `LRSA.predict_batch` to the service. Posts that ask for and posts that refuse rationales are
+    run as separate calls (in request order), so one flag never leaks into another request."""
+
+    def __init__(self, model: Any, source: str | None = None):
+        self.model = model
+        self.source = source
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path) -> "ModelPredictor":
+        from lrsa.api import LRSA
+
+        return cls(LRSA.from_pretrained(path), source=str(path))
+
+    def predict_batch(self, posts: list[Post]) -> list[Prediction]:
+        out: list[Prediction | None] = [None] * len(posts)
+        for flag in (True, False):
+            idx = [i for i, p in enumerate(posts) if bool(p["use_rationales"]) is flag]
+            if not idx:
+                continue
+            batch = [
+                {"id": posts[i]["id"], "text": posts[i]["text"], "image": posts[i]["image"], "use_rationales": flag}
+                for i in idx
+            ]
+            preds = self.model.predict_batch(batch, progress=False)
+            if len(preds) != len(idx):
+                raise RuntimeError(f"model returned {len(preds)} predictions for {len(idx)} posts")
+            for i, p in zip(idx, preds):
+                out[i] = p
+        return [p for p in out if p is not None]
+
+    def info(self) -> dict[str, Any]:
+        info = dict(self.model.info())
+        if self.source is not None:
+            info.setdefault("checkpoint", Path(self.source).name)
+        return info

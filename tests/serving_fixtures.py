@@ -1,0 +1,243 @@
+"""Shared fixtures and helpers of the serving tests (imported by tests/test_serving*.py, tests/test_browser*.py).
+
+Session-wide objects (the trained checkpoint, the server process) are cached in `config.stash`, so that test
+modules importing these fixtures share one instance instead of building one each.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+import zlib
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+# --------------------------------------------------------------------------- real images
+
+
+def skimage_data(name: str) -> Path:
+    """A real photo shipped inside the scikit-image wheel."""
+    import skimage
+
+    path = Path(skimage.__file__).parent / "data" / name
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: not in the installed scikit-image wheel")
+    return path
+
+
+def photo_jpeg(name: str = "chelsea.png", quality: int = 90) -> bytes:
+    """A real photo (scikit-image's chelsea.png, a cat) re-encoded as JPEG."""
+    from PIL import Image
+
+    with Image.open(skimage_data(name)) as im:
+        buf = io.BytesIO()
+        im.convert("RGB").save(buf, "JPEG", quality=quality)
+        return buf.getvalue()
+
+
+def bomb_png(width: int = 12_000, height: int = 12_000) -> bytes:
+    """A real, valid grey PNG of width*height zero pixels: ~140 kB on disk, 144 MB once decoded."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    comp = zlib.compressobj(9)
+    rows = (b"\x00" + b"\x00" * width) * 100
+    parts = [comp.compress(rows) for _ in range(height // 100)]
+    parts.append(comp.compress((b"\x00" + b"\x00" * width) * (height % 100)))
+    parts.append(comp.flush())
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", b"".join(parts)) + chunk(b"IEND", b"")
+
+
+def huge_header_png(width: int = 100_000, height: int = 100_000) -> bytes:
+    """A small PNG whose header declares 10^10 pixels (Pillow's own bomb error path)."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 1000))
+            + chunk(b"IEND", b""))
+
+
+# --------------------------------------------------------------------------- a deterministic stand-in model
+
+
+class StubPredictor:
+    """Marks capitalised words as aspects (POS/NEG alternating). For tests of the service machinery only
+    (batching, failures); the acceptance tests run the real checkpoint."""
+
+    def __init__(self, delay_s: float = 0.0):
+        self.delay_s = delay_s
+        self.calls: list[int] = []
+        self.lock = threading.Lock()
+
+    def predict_batch(self, posts: list[dict]) -> list:
+        from lrsa.data.schema import PredictedAspect, Prediction, Rationale, char_offsets
+
+        with self.lock:
+            self.calls.append(len(posts))
+        if self.delay_s:
+            time.sleep(self.delay_s)
+        out = []
+        for p in posts:
+            if p["text"].strip() == "boom":
+                raise RuntimeError("stub model failure")
+            words = p["text"].split()
+            offs = char_offsets(words)
+            aspects = [
+                PredictedAspect(start=i, end=i + 1, polarity="POS" if i % 2 == 0 else "NEG", confidence=0.75,
+                                char_start=offs[i][0], char_end=offs[i][1], text=w)
+                for i, w in enumerate(words) if w[:1].isupper()
+            ]
+            rationale = Rationale(text="stub text rationale", image="stub image rationale" if p["image"] else "",
+                                  provenance={"backend": "stub"})
+            out.append(Prediction(id=p["id"], text=" ".join(words), words=words, aspects=aspects,
+                                  rationale=rationale if p["use_rationales"] else None,
+                                  used_rationales=p["use_rationales"]))
+        return out
+
+    def info(self) -> dict[str, Any]:
+        return {"backbone": "stub"}
+
+
+# --------------------------------------------------------------------------- servers
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_healthy(url: str, timeout_s: float, proc: subprocess.Popen | None = None, log: Path | None = None) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}:\n{log.read_text() if log else ''}")
+        try:
+            if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"{url} not healthy after {timeout_s} s:\n{log.read_text() if log else ''}")
+
+
+class InThreadServer:
+    """uvicorn serving an app on 127.0.0.1 from a thread of the test process (real HTTP, real sockets)."""
+
+    def __init__(self, app):
+        import uvicorn
+
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> "InThreadServer":
+        self.thread.start()
+        wait_healthy(self.url, 30)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=30)
+
+
+class ServeProcess:
+    """`python -m lrsa serve --checkpoint DIR` as a child process (what a user runs)."""
+
+    def __init__(self, checkpoint: Path, log: Path, *extra: str):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = log
+        cmd = [sys.executable, "-m", "lrsa", "serve", "--checkpoint", str(checkpoint), "--port", str(self.port),
+               "--log-level", "warning", *extra]
+        self._log_fh = open(log, "wb")
+        self.proc = subprocess.Popen(cmd, stdout=self._log_fh, stderr=subprocess.STDOUT, cwd=REPO)
+
+    def start(self, timeout_s: float = 120) -> "ServeProcess":
+        try:
+            wait_healthy(self.url, timeout_s, self.proc, self.log)
+        except Exception:
+            self.stop()
+            raise
+        return self
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log_fh.close()
+
+
+# --------------------------------------------------------------------------- the real checkpoint
+
+_CKPT_KEY = pytest.StashKey[Path]()
+_SERVER_KEY = pytest.StashKey[ServeProcess]()
+
+
+def _train_tiny_checkpoint(out: Path) -> Path:
+    """A real checkpoint: the model helper's training loop, a few steps on real twitter2015 train data."""
+    from lrsa.api import train_tiny_checkpoint  # provided by the model stage
+
+    return train_tiny_checkpoint(out)
+
+
+@pytest.fixture(scope="session")
+def checkpoint_dir(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    if not os.environ.get("LRSA_DATA_DIR"):
+        pytest.fail("LRSA_DATA_DIR is not set: the serving tests train a tiny real checkpoint on twitter2015")
+    stash = request.config.stash
+    if _CKPT_KEY not in stash:
+        stash[_CKPT_KEY] = _train_tiny_checkpoint(tmp_path_factory.mktemp("serving-ckpt") / "ckpt")
+    return stash[_CKPT_KEY]
+
+
+@pytest.fixture(scope="session")
+def model_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
+    """`lrsa serve` on the real tiny checkpoint, shared by every serving test module."""
+    stash = request.config.stash
+    if os.environ.get("DEV_STUB") and _SERVER_KEY not in stash:  # DEV-ONLY: remove
+        from lrsa.serving import create_app
+        srv = InThreadServer(create_app(StubPredictor())).__enter__()
+        srv.alive = lambda: True
+        request.config.add_cleanup(lambda: srv.__exit__(None))
+        stash[_SERVER_KEY] = srv
+    if _SERVER_KEY not in stash:
+        log = tmp_path_factory.mktemp("serving-log") / "serve.log"
+        server = ServeProcess(request.getfixturevalue("checkpoint_dir"), log).start()
+        stash[_SERVER_KEY] = server
+        request.config.add_cleanup(server.stop)
+    server = stash[_SERVER_KEY]
+    if not server.alive():
+        pytest.fail(f"the lrsa serve process died:\n{server.log.read_text()}")
+    return server
+
+
+@pytest.fixture(scope="session")
+def artifacts_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where test artefacts (screenshots) go: $LRSA_ARTIFACTS if set, else pytest's temporary directory."""
+    env = os.environ.get("LRSA_ARTIFACTS")
+    path = Path(env) if env else tmp_path_factory.mktemp("artifacts")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
