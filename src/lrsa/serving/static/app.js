@@ -121,7 +121,8 @@
       chip.className = `aspect ${a.polarity.toLowerCase()}`;
       chip.textContent = a.text;
       li.append(chip, document.createTextNode(
-        ` ${NAMES[a.polarity]}, confidence ${pct(a.confidence)} (words ${a.start}–${a.end - 1})`));
+        ` ${NAMES[a.polarity]}, confidence ${pct(a.confidence)} ` +
+        (a.end - a.start === 1 ? `(word ${a.start + 1})` : `(words ${a.start + 1}–${a.end})`)));
       list.append(li);
     }
     $("no-aspects").hidden = aspects.length > 0;

@@ -1,0 +1,160 @@
+"""The web page in headless Chromium (Debian's `chromium`, driven by Playwright; never a downloaded browser).
+
+Loads the page from the real `lrsa serve`, submits a post with a real photo, and checks the highlighted
+aspects (colour by sentiment, confidence) and both rationales on screen against the JSON API's answer.
+Screenshots go to $LRSA_ARTIFACTS (or pytest's temporary directory); the path is printed.
+
+A missing chromium or playwright FAILS this test. To opt out explicitly (e.g. on a machine without a
+browser), set LRSA_SKIP_BROWSER_TESTS=1.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from urllib.parse import urlparse
+
+import httpx
+import pytest
+from serving_fixtures import artifacts_dir, checkpoint_dir, model_server, photo_jpeg  # noqa: F401
+
+pytestmark = pytest.mark.data
+
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+POST = "Chelsea the cat looks so happy in her new home with Obama"
+COLOURS = {"POS": "rgb(217, 242, 225)", "NEU": "rgb(227, 232, 239)", "NEG": "rgb(251, 224, 222)"}  # app.css
+
+
+def _chromium() -> str:
+    if os.environ.get("LRSA_SKIP_BROWSER_TESTS") == "1":
+        pytest.skip("browser tests opted out with LRSA_SKIP_BROWSER_TESTS=1")
+    path = os.environ.get("LRSA_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+    if not Path(path).is_file():
+        pytest.fail("Debian's chromium is not installed (apt-get install -y chromium); "
+                    "set LRSA_SKIP_BROWSER_TESTS=1 to opt out explicitly")
+    return path
+
+
+@pytest.fixture(scope="module")
+def browser():
+    executable = _chromium()
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.fail("the playwright Python package is missing (pip install playwright; no `playwright install`)")
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+def _page(browser, server_url: str, **context_kw):
+    context = browser.new_context(**context_kw)
+    page = context.new_page()
+    outside: list[str] = []
+
+    def guard(route):  # the page must not reach anything but this server
+        host = urlparse(route.request.url)
+        if route.request.url.startswith(("data:", "blob:")) or f"{host.scheme}://{host.netloc}" == server_url:
+            route.continue_()
+        else:
+            outside.append(route.request.url)
+            route.abort()
+
+    page.route("**/*", guard)
+    console_errors: list[str] = []
+    page.on("console", lambda m: console_errors.append(m.text) if m.type == "error" else None)
+    return context, page, outside, console_errors
+
+
+def test_page_shows_aspects_rationales_and_image(browser, model_server, artifacts_dir, tmp_path):
+    photo = tmp_path / "chelsea.jpg"
+    photo.write_bytes(photo_jpeg())
+    # What the JSON API says for the same post: the page must show exactly that.
+    with open(photo, "rb") as fh:
+        api = httpx.post(f"{model_server.url}/v1/predict", data={"text": POST},
+                         files={"image": ("chelsea.jpg", fh, "image/jpeg")}, timeout=60).json()["prediction"]
+
+    context, page, outside, console_errors = _page(browser, model_server.url, viewport={"width": 1100, "height": 900})
+    page.goto(model_server.url + "/")
+    assert page.title().startswith("LRSA")
+    page.fill("#text", POST)
+    page.set_input_files("#image", str(photo))
+    assert page.is_visible("#preview")
+    page.click("#submit")
+    page.wait_for_selector("#result:not([hidden])", timeout=60_000)
+
+    marks = page.query_selector_all("#post mark.aspect")
+    expected = sorted(api["aspects"], key=lambda a: a["char_start"])
+    assert len(marks) == len(expected)
+    for mark, a in zip(marks, expected):
+        assert mark.get_attribute("data-polarity") == a["polarity"]
+        assert mark.inner_text().startswith(a["text"])
+        assert f"{round(a['confidence'] * 100)}%" in mark.inner_text()
+        assert mark.evaluate("e => getComputedStyle(e).backgroundColor") == COLOURS[a["polarity"]]
+    # the whole post is on screen, highlighted in place
+    assert page.inner_text("#post").replace("\n", " ").startswith(POST.split()[0])
+    assert len(page.query_selector_all("#aspects li")) == len(expected)
+
+    assert api["used_rationales"] and api["rationale"] is not None
+    assert page.is_visible("#rationales")
+    assert page.inner_text("#rationale-text") == (api["rationale"]["text"] or "(empty)")
+    assert page.inner_text("#rationale-image") == (api["rationale"]["image"] or "(no image rationale)")
+    assert page.is_visible("#result-image")
+    assert page.evaluate("document.getElementById('result-image').naturalWidth") == 451
+
+    shot = artifacts_dir / "serving_page_desktop.png"
+    page.screenshot(path=str(shot), full_page=True)
+    print(f"\nscreenshot: {shot}")
+    assert shot.stat().st_size > 10_000
+    assert outside == [], f"the page tried to reach outside the server: {outside}"
+    assert console_errors == []
+    context.close()
+
+
+def test_page_keyboard_only_on_a_phone_screen(browser, model_server, artifacts_dir):
+    context, page, outside, console_errors = _page(
+        browser, model_server.url, viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True
+    )
+    page.goto(model_server.url + "/")
+    # Keyboard only: Tab from the top reaches the text box; Ctrl+Enter submits.
+    for _ in range(10):
+        page.keyboard.press("Tab")
+        if page.evaluate("document.activeElement.id") == "text":
+            break
+    assert page.evaluate("document.activeElement.id") == "text"
+    page.keyboard.type("The new iPhone camera is great but the battery is terrible")
+    page.keyboard.press("Control+Enter")
+    page.wait_for_selector("#result:not([hidden])", timeout=60_000)
+    assert page.evaluate("document.activeElement.id") == "result"  # focus moves to the result
+    # The rest of the form is reachable by Tab: file input, checkbox, button.
+    ids = []
+    page.focus("#text")
+    for _ in range(6):
+        page.keyboard.press("Tab")
+        ids.append(page.evaluate("document.activeElement.id"))
+    assert {"image", "use-rationales", "submit"} <= set(ids), ids
+    # Readable on a phone: nothing wider than the screen.
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    assert page.is_visible("#rationale-text")
+    shot = artifacts_dir / "serving_page_phone.png"
+    page.screenshot(path=str(shot), full_page=True)
+    print(f"\nscreenshot: {shot}")
+    assert outside == [] and console_errors == []
+    context.close()
+
+
+def test_page_shows_api_errors(browser, model_server):
+    context, page, _outside, _errors = _page(browser, model_server.url)
+    page.goto(model_server.url + "/")
+    page.fill("#text", "x" * 2_001)
+    page.click("#submit")
+    page.wait_for_selector("#error:not([hidden])", timeout=30_000)
+    assert "text_too_long" in page.inner_text("#error")
+    context.close()
