@@ -8,6 +8,7 @@ _TOKEN = re.compile(r"\w+|[^\w\s]", re.UNICODE)
 _ARTEFACTS = [
     re.compile(r"<\|[^|>]*\|>"),  # <|im_end|>, <|eot_id|>, <|endoftext|>
     re.compile(r"</?s>|\[/?INST\]|<\/?(?:assistant|user|system)>", re.I),
+    re.compile(r"^\s*(?:assistant|model)\s*\n", re.I),  # a role name left on its own line
     re.compile(r"^\s*(?:assistant|answer|explanation|description|rationale)\s*:\s*", re.I),
     re.compile(r"^\s*(?:sure|certainly|of course)[,!.]?\s+(?:here(?:'s| is)[^:\n]*:\s*)?", re.I),
 ]

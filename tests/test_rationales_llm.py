@@ -1,0 +1,240 @@
+"""The openai-compatible backend against a real fault-injecting HTTP server on 127.0.0.1, the SQLite cache
+(resume, reruns, concurrent writers, kill -9), output checks, and the CLI report."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from lrsa.rationales import RationaleCache, RationaleInput, generate, make_backend
+from lrsa.rationales.checks import cap_tokens, check, count_tokens
+from lrsa.rationales.fakeserver import FAULTS, FakeLLMServer, FaultPlan, fingerprint
+from lrsa.rationales.openai_backend import parse_retry_after
+from lrsa.rationales.prompts import build_messages
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _inputs(n: int, prefix: str = "p") -> list[RationaleInput]:
+    return [RationaleInput(id=f"{prefix}{i}", text=f"Tweet {i}: @fan{i} loves #Paris in the spring",
+                           image_texts=(f"a photo of a city street number {i}",)) for i in range(n)]
+
+
+def _fps(inputs, kinds=("text", "image")) -> dict[str, tuple[str, str]]:
+    out = {}
+    for inp in inputs:
+        for kind in kinds:
+            task = "text" if kind == "text" else "image_from_texts"
+            out[fingerprint(build_messages(task, inp))] = (inp.id, kind)
+    return out
+
+
+def _backend(srv, **kw):
+    opts = dict(base_url=srv.url, model="fake", timeout_s=0.5, max_retries=3, backoff_s=0.01, backoff_max_s=0.05)
+    opts.update(kw)
+    return make_backend("openai", **opts)
+
+
+def test_every_fault_is_survived_and_counted(tmp_path):
+    inputs = _inputs(28)
+    plan = FaultPlan(faults=FAULTS, retry_after_s=0.3, slow_s=0.2)
+    with FakeLLMServer(plan) as srv, RationaleCache(tmp_path / "c.sqlite") as cache:
+        res = generate(inputs, _backend(srv), cache=cache, concurrency=8)
+        log = list(srv.log)
+        stored = len(cache)
+    rep = res.report
+    first = {e.fp: e.outcome for e in log if e.attempt == 1}
+    assert set(first.values()) == set(FAULTS)  # each fault was injected at least once
+    retryable = sum(1 for o in first.values() if o in {"429", "500", "hang", "malformed"})
+    assert rep.requested == 56 and rep.generated == 56 and rep.failed == 0 and rep.cached == 0
+    assert rep.retried == retryable and rep.calls == len(log) == 56 + retryable
+    assert rep.flagged["empty"] == sum(1 for o in first.values() if o == "empty")
+    assert rep.prompt_tokens > 0 and rep.completion_tokens > 0
+    assert stored == 56 and not res.missing
+    # Retry-After is honoured: the retry of a 429 comes no sooner than the header said
+    for fp, o in first.items():
+        if o == "429":
+            t1, t2 = sorted(e.t for e in log if e.fp == fp)[:2]
+            assert t2 - t1 >= 0.29
+    fps = _fps(inputs)
+    for fp, o in first.items():
+        rid, kind = fps[fp]
+        text = getattr(res.rationales[rid], kind)
+        assert (text == "") if o == "empty" else text.startswith(f"This {'tweet' if kind == 'text' else 'image'}")
+
+
+def test_failures_are_counted_and_resumed_without_repeats(tmp_path):
+    inputs = _inputs(5) + [RationaleInput(id="bad", text="FAIL-ALWAYS for now")]
+    with FakeLLMServer(FaultPlan()) as srv, RationaleCache(tmp_path / "c.sqlite") as cache:
+        res = generate(inputs, _backend(srv, max_retries=2), cache=cache, concurrency=3)
+        assert res.report.failed == 1 and res.report.retried == 2 and res.missing == {"bad": ["text"]}
+        assert res.report.generated == 10 and len(cache) == 10
+        assert [r["id"] for r in res.records()] == [f"p{i}" for i in range(5)]  # incomplete items left out
+        n = len(srv.log)
+        srv.plan.fail_marker = "the failure is over"
+        res2 = generate(inputs, _backend(srv), cache=cache, concurrency=3)
+        assert len(srv.log) == n + 1 and srv.log[-1].user.count("FAIL-ALWAYS")  # only the missing part
+        assert res2.report.cached == 10 and res2.report.generated == 1 and not res2.missing
+        res3 = generate(inputs, _backend(srv), cache=cache, concurrency=3)
+        assert len(srv.log) == n + 1  # a finished job reruns with zero calls
+        assert res3.report.cached == 11 and res3.report.calls == 0
+        assert res3.rationales == res2.rationales
+
+
+def test_non_retryable_error_fails_fast(tmp_path):
+    with FakeLLMServer() as srv:
+        be = _backend(srv, base_url=srv.url.replace("/v1", "/nope"))
+        res = generate(_inputs(2), be, concurrency=2)
+    assert res.report.failed == 4 and res.report.calls == 4 and res.report.retried == 0
+
+
+def test_hung_connection_times_out_then_gives_up():
+    with FakeLLMServer(FaultPlan(faults=("hang",), hang_s=30)) as srv:
+        srv.plan.faults = ("hang",)
+        be = _backend(srv, timeout_s=0.3, max_retries=0)
+        t = time.perf_counter()
+        res = generate(_inputs(1), be, kinds=("text",))
+        assert time.perf_counter() - t < 3
+    assert res.report.failed == 1 and res.missing == {"p0": ["text"]}
+
+
+def test_rpm_limit_spaces_requests():
+    with FakeLLMServer() as srv:
+        generate(_inputs(4), _backend(srv, rpm=600), concurrency=8)  # 10 per second
+        times = sorted(e.t for e in srv.log)
+    assert len(times) == 8 and times[-1] - times[0] >= 0.65
+
+
+def test_api_key_is_sent_but_never_stored(tmp_path, monkeypatch):
+    secret = "sk-test-" + "x7" * 10
+    monkeypatch.setenv("LRSA_TEST_KEY", secret)
+    with FakeLLMServer() as srv, RationaleCache(tmp_path / "c.sqlite") as cache:
+        be = _backend(srv, api_key_env="LRSA_TEST_KEY")
+        res = generate(_inputs(2), be, cache=cache)
+        assert {e.auth for e in srv.log} == {f"Bearer {secret}"}
+        assert secret not in repr(be) and secret not in json.dumps(be.provenance())
+    assert secret not in json.dumps(res.report.to_dict()) + json.dumps(res.records(full_provenance=True))
+    for f in tmp_path.iterdir():
+        assert secret.encode() not in f.read_bytes()
+    monkeypatch.delenv("LRSA_TEST_KEY")
+    with pytest.raises(RuntimeError, match=r"\$LRSA_TEST_KEY is not set"):
+        make_backend("openai", api_key_env="LRSA_TEST_KEY")
+
+
+def test_vision_sends_the_image_as_a_data_url():
+    skimage = pytest.importorskip("skimage")
+    img = Path(skimage.__file__).parent / "data" / "chelsea.png"
+    inp = RationaleInput(id="cat", text="My cat Chelsea judging me again", image_path=str(img))
+    with FakeLLMServer() as srv:
+        res = generate([inp], _backend(srv, vision=True))
+        blind = generate([inp], _backend(srv, vision=False))
+        users = [e.user for e in srv.log]
+    assert sum('"url": "data:image/png;base64,' in u for u in users) == 1
+    assert res.rationales["cat"].image and not res.missing
+    assert blind.report.skipped == 1 and blind.rationales["cat"].image == ""  # no image info: no L_i
+
+
+def test_retry_after_parsing():
+    assert parse_retry_after("2.5") == 2.5 and parse_retry_after(None) is None
+    assert parse_retry_after("garbage") is None
+    assert 0 <= parse_retry_after(time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(time.time() + 5))) <= 6
+
+
+def test_output_checks():
+    assert check("<|im_start|>assistant\nSure, here is the explanation: The tweet praises Paris.<|im_end|>") \
+        == ("The tweet praises Paris.", None)
+    assert check("   ")[1] == "empty" and check(None)[1] == "empty"
+    assert check("I'm sorry, but I cannot see the image you mentioned.")[1] == "refusal"
+    assert check("As an AI language model, I can't help with that.")[1] == "refusal"
+    assert check("#### !!! ??? 1234 5678")[1] == "garbage"
+    assert check(" ".join(["the cat"] * 30))[1] == "garbage"
+    long = "The tweet is about a match. " * 40
+    text, flag = check(long, max_tokens=20)
+    assert flag is None and count_tokens(text) <= 20 and text.endswith(".")
+    assert cap_tokens("one two three", 0) == "one two three"
+
+
+_WRITER = """
+import sys
+from lrsa.rationales import RationaleCache, RationaleInput, generate, make_backend
+url, path, start = sys.argv[1], sys.argv[2], int(sys.argv[3])
+inputs = [RationaleInput(id=f"p{i}", text=f"Tweet {i}: shared cache #test") for i in range(start, start + 40)]
+with RationaleCache(path) as cache:
+    res = generate(inputs, make_backend("openai", base_url=url, model="fake"), cache=cache, concurrency=8,
+                   kinds=("text",))
+print(res.report.failed, len(res.missing))
+"""
+
+
+def test_two_processes_share_one_cache(tmp_path):
+    path = tmp_path / "shared.sqlite"
+    with FakeLLMServer(FaultPlan(latency_s=0.01)) as srv:
+        procs = [subprocess.Popen([sys.executable, "-c", _WRITER, srv.url, str(path), str(start)],
+                                  stdout=subprocess.PIPE, text=True) for start in (0, 20)]
+        outs = [p.communicate(timeout=120)[0].split() for p in procs]
+    assert all(p.returncode == 0 for p in procs) and outs == [["0", "0"], ["0", "0"]]
+    db = sqlite3.connect(path)
+    assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    ids = sorted(r[0] for r in db.execute("SELECT item_id FROM rationales"))
+    assert ids == sorted(f"p{i}" for i in range(60))  # the overlap p20..p39 stored once
+
+
+def _cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "lrsa", "rationales", *args]
+
+
+@pytest.mark.data
+def test_kill_9_then_resume(tmp_path):
+    """kill -9 mid-run: what finished is in the cache; the resumed run asks exactly for the rest, once."""
+    from lrsa.rationales import dataset_inputs
+
+    cache = tmp_path / "c.sqlite"
+    report = tmp_path / "report.json"
+    inputs = dataset_inputs("twitter2015", ["test"])[:40]
+    fps = _fps(inputs)
+    with FakeLLMServer(FaultPlan(latency_s=0.05)) as srv:
+        cmd = _cli("generate", "--dataset", "twitter2015", "--split", "test", "--limit", "40", "--backend",
+                   "openai", "--base-url", srv.url, "--model", "fake", "--concurrency", "2", "--cache",
+                   str(cache), "--no-progress", "--report", str(report))
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=os.environ)
+        deadline = time.time() + 90
+        done_before = 0
+        while time.time() < deadline and proc.poll() is None:
+            if cache.exists():
+                try:
+                    done_before = sqlite3.connect(cache).execute("SELECT COUNT(*) FROM rationales").fetchone()[0]
+                except sqlite3.OperationalError:
+                    done_before = 0
+                if done_before >= 20:
+                    break
+            time.sleep(0.02)
+        assert proc.poll() is None, proc.stderr.read().decode()
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+        assert proc.returncode == -signal.SIGKILL
+        db = sqlite3.connect(cache)
+        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        kept = {(r[0], r[1]) for r in db.execute("SELECT item_id, kind FROM rationales")}
+        db.close()
+        assert 20 <= len(kept) < 80
+        first_run = {fps[e.fp] for e in srv.log}
+        assert kept <= first_run  # every stored part was a finished request
+        n = len(srv.log)
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, out.stderr
+        second = [fps[e.fp] for e in srv.log[n:]]
+    assert len(second) == len(set(second))  # no duplicate requests
+    assert set(second) == set(fps.values()) - kept  # exactly what was missing
+    rep = json.loads(report.read_text())
+    assert {"requested", "generated", "cached", "failed", "retried", "prompt_tokens", "completion_tokens",
+            "wall_s"} <= set(rep)
+    assert rep["requested"] == 80 and rep["cached"] == len(kept) and rep["generated"] == 80 - len(kept)
+    assert rep["failed"] == 0
