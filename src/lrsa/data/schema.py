@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, computed_field, model_validator
 
 Polarity = Literal["POS", "NEU", "NEG"]
 POLARITIES: tuple[str, ...] = ("POS", "NEU", "NEG")
@@ -55,6 +55,7 @@ class Example(BaseModel):
     aspects: list[Aspect] = Field(default_factory=list)
     metadata: dict[str, Any] = Field(default_factory=dict)
 
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def text(self) -> str:
         return " ".join(self.words)
