@@ -6,12 +6,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
 from lrsa.data import readers
+from lrsa.io import atomic_write_bytes, sha256_file
 from lrsa.data.schema import SPLITS, DataError, Example
 
 DATA_DIR_ENV = "LRSA_DATA_DIR"
@@ -157,14 +157,6 @@ def load_dataset(name: str, split: str, data_dir: str | Path | None = None,
     return readers.READERS[ds.reader](path, split, lenient=lenient, report=report)
 
 
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def data_checksums(name: str, data_dir: str | Path | None = None) -> dict[str, str]:
     """sha256 of every split and side file of a dataset, for results files."""
     root = resolve_data_dir(data_dir)
@@ -173,20 +165,6 @@ def data_checksums(name: str, data_dir: str | Path | None = None) -> dict[str, s
 
 class FetchError(RuntimeError):
     pass
-
-
-def _atomic_write(dest: Path, data: bytes) -> None:
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 DEFAULT_BASE_URL = "https://raw.githubusercontent.com"
@@ -231,7 +209,7 @@ def fetch(name: str, data_dir: str | Path | None = None, mirror: str | Path | No
         digest = hashlib.sha256(data).hexdigest()
         if digest != pin["sha256"]:
             raise FetchError(f"{rel}: sha256 {digest} does not match the pinned {pin['sha256']}")
-        _atomic_write(dest, data)
+        atomic_write_bytes(dest, data)
         done.append((rel, how))
     return done
 

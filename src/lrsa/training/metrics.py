@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from lrsa.data.schema import POLARITIES, Aspect, DataError, Example
+from lrsa.io import atomic_write_text
 
 
 def _prf(tp: int, n_pred: int, n_gold: int) -> dict[str, float]:
@@ -144,12 +145,9 @@ def read_predictions(path: Path, gold: list[Example]) -> dict[str, list[Aspect]]
 
 def write_predictions(pred: dict[str, list[Aspect]], path: Path) -> None:
     """Write predictions as JSONL in id order of insertion."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".part")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        for rid, aspects in pred.items():
-            fh.write(json.dumps({"id": rid, "aspects": [a.model_dump() for a in aspects]}) + "\n")
-    tmp.replace(path)
+    atomic_write_text(path, "".join(
+        json.dumps({"id": rid, "aspects": [a.model_dump() for a in aspects]}) + "\n"
+        for rid, aspects in pred.items()))
 
 
 def gold_as_predictions(gold: list[Example]) -> dict[str, list[Aspect]]:
