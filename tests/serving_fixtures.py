@@ -75,7 +75,7 @@ def huge_header_png(width: int = 100_000, height: int = 100_000) -> bytes:
 
 
 class StubPredictor:
-    """Marks capitalised words as aspects (POS/NEG alternating). For tests of the service machinery only
+    """Marks capitalised words as aspects (POS, NEU, NEG in turn). For tests of the service machinery only
     (batching, failures); the acceptance tests run the real checkpoint."""
 
     def __init__(self, delay_s: float = 0.0):
@@ -96,10 +96,12 @@ class StubPredictor:
                 raise RuntimeError("stub model failure")
             words = p["text"].split()
             offs = char_offsets(words)
+            caps = [i for i, w in enumerate(words) if w[:1].isupper()]
             aspects = [
-                PredictedAspect(start=i, end=i + 1, polarity="POS" if i % 2 == 0 else "NEG", confidence=0.75,
-                                char_start=offs[i][0], char_end=offs[i][1], text=w)
-                for i, w in enumerate(words) if w[:1].isupper()
+                PredictedAspect(start=i, end=i + 1, polarity=("POS", "NEU", "NEG")[k % 3],
+                                confidence=(0.93, 0.61, 0.87)[k % 3], char_start=offs[i][0], char_end=offs[i][1],
+                                text=words[i])
+                for k, i in enumerate(caps)
             ]
             rationale = Rationale(text="stub text rationale", image="stub image rationale" if p["image"] else "",
                                   provenance={"backend": "stub"})
@@ -196,11 +198,31 @@ _CKPT_KEY = pytest.StashKey[Path]()
 _SERVER_KEY = pytest.StashKey[ServeProcess]()
 
 
-def _train_tiny_checkpoint(out: Path) -> Path:
-    """A real checkpoint: the model helper's training loop, a few steps on real twitter2015 train data."""
-    from lrsa.api import train_tiny_checkpoint  # provided by the model stage
+def _train_tiny_checkpoint(out: Path, data_dir: str) -> Path:
+    """A real checkpoint from the project's training loop: full LRSA (dual cross-attention, rationales from the
+    offline lexicon backend, image read as MDCA captions), 2 steps on 16 real twitter2015 training posts.
+    It is barely trained: the tests check the service, not the model's accuracy."""
+    from lrsa.config import ModelConfig, RunConfig, TrainConfig
+    from lrsa.training.loop import train
 
-    return train_tiny_checkpoint(out)
+    run = RunConfig(
+        name="serving-test",
+        model=ModelConfig(fusion="dual", image_side="captions"),
+        train=TrainConfig(dataset="twitter2015", epochs=1, train_limit=16, dev_limit=4, batch_size=8,
+                          max_steps_per_epoch=2, eval_test=False, seed=0),
+    )
+    train(run, out, data_dir=data_dir, log=lambda _msg: None)
+    return out / "best"
+
+
+def real_posts(n: int, split: str = "test") -> list[dict[str, str]]:
+    """Real twitter2015 posts with the MDCA captions of their images (what this model reads as the image)."""
+    from lrsa.data import load_dataset
+    from lrsa.data.side import side_inputs
+
+    examples = load_dataset("twitter2015", split)[:n]
+    captions = side_inputs("twitter2015")["mdca_captions"]
+    return [{"id": ex.id, "text": ex.text, "image_text": "; ".join(t.strip() for t in captions[ex.image_id][:4])} for ex in examples]
 
 
 @pytest.fixture(scope="session")
@@ -209,23 +231,20 @@ def checkpoint_dir(request: pytest.FixtureRequest, tmp_path_factory: pytest.Temp
         pytest.fail("LRSA_DATA_DIR is not set: the serving tests train a tiny real checkpoint on twitter2015")
     stash = request.config.stash
     if _CKPT_KEY not in stash:
-        stash[_CKPT_KEY] = _train_tiny_checkpoint(tmp_path_factory.mktemp("serving-ckpt") / "ckpt")
+        t0 = time.perf_counter()
+        stash[_CKPT_KEY] = _train_tiny_checkpoint(tmp_path_factory.mktemp("serving-ckpt") / "run",
+                                                  os.environ["LRSA_DATA_DIR"])
+        print(f"\n[serving] tiny checkpoint trained in {time.perf_counter() - t0:.1f} s")
     return stash[_CKPT_KEY]
 
 
 @pytest.fixture(scope="session")
-def model_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
+def model_server(request: pytest.FixtureRequest, checkpoint_dir: Path, tmp_path_factory: pytest.TempPathFactory):
     """`lrsa serve` on the real tiny checkpoint, shared by every serving test module."""
     stash = request.config.stash
-    if os.environ.get("DEV_STUB") and _SERVER_KEY not in stash:  # DEV-ONLY: remove
-        from lrsa.serving import create_app
-        srv = InThreadServer(create_app(StubPredictor())).__enter__()
-        srv.alive = lambda: True
-        request.config.add_cleanup(lambda: srv.__exit__(None))
-        stash[_SERVER_KEY] = srv
     if _SERVER_KEY not in stash:
         log = tmp_path_factory.mktemp("serving-log") / "serve.log"
-        server = ServeProcess(request.getfixturevalue("checkpoint_dir"), log).start()
+        server = ServeProcess(checkpoint_dir, log).start()
         stash[_SERVER_KEY] = server
         request.config.add_cleanup(server.stop)
     server = stash[_SERVER_KEY]

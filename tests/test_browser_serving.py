@@ -17,7 +17,15 @@ from urllib.parse import urlparse
 
 import httpx
 import pytest
-from serving_fixtures import artifacts_dir, checkpoint_dir, model_server, photo_jpeg  # noqa: F401
+from serving_fixtures import (  # noqa: F401 - fixtures
+    InThreadServer,
+    StubPredictor,
+    artifacts_dir,
+    checkpoint_dir,
+    model_server,
+    photo_jpeg,
+    real_posts,
+)
 
 pytestmark = pytest.mark.data
 
@@ -25,7 +33,6 @@ CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]
-POST = "Chelsea the cat looks so happy in her new home with Obama"
 COLOURS = {"POS": "rgb(217, 242, 225)", "NEU": "rgb(227, 232, 239)", "NEG": "rgb(251, 224, 222)"}  # app.css
 
 
@@ -73,18 +80,19 @@ def _page(browser, server_url: str, **context_kw):
     return context, page, outside, console_errors
 
 
-def test_page_shows_aspects_rationales_and_image(browser, model_server, artifacts_dir, tmp_path):
-    photo = tmp_path / "chelsea.jpg"
-    photo.write_bytes(photo_jpeg())
-    # What the JSON API says for the same post: the page must show exactly that.
+def _submit_and_check(browser, server_url: str, post: dict, photo: Path, shot: Path) -> dict:
+    """Submit `post` with `photo` through the page; check it shows what the JSON API answers."""
+    fields = {k: post[k] for k in ("text", "image_text") if post.get(k)}
     with open(photo, "rb") as fh:
-        api = httpx.post(f"{model_server.url}/v1/predict", data={"text": POST},
-                         files={"image": ("chelsea.jpg", fh, "image/jpeg")}, timeout=60).json()["prediction"]
+        api = httpx.post(f"{server_url}/v1/predict", data=fields,
+                         files={"image": (photo.name, fh, "image/jpeg")}, timeout=60).json()["prediction"]
 
-    context, page, outside, console_errors = _page(browser, model_server.url, viewport={"width": 1100, "height": 900})
-    page.goto(model_server.url + "/")
+    context, page, outside, console_errors = _page(browser, server_url, viewport={"width": 1100, "height": 900})
+    page.goto(server_url + "/")
     assert page.title().startswith("LRSA")
-    page.fill("#text", POST)
+    page.fill("#text", post["text"])
+    if post.get("image_text"):
+        page.fill("#image-text", post["image_text"])
     page.set_input_files("#image", str(photo))
     assert page.is_visible("#preview")
     page.click("#submit")
@@ -98,8 +106,11 @@ def test_page_shows_aspects_rationales_and_image(browser, model_server, artifact
         assert mark.inner_text().startswith(a["text"])
         assert f"{round(a['confidence'] * 100)}%" in mark.inner_text()
         assert mark.evaluate("e => getComputedStyle(e).backgroundColor") == COLOURS[a["polarity"]]
-    # the whole post is on screen, highlighted in place
-    assert page.inner_text("#post").replace("\n", " ").startswith(POST.split()[0])
+    # the whole post is on screen, highlighted in place (each mark adds its "POS 93%" badge)
+    shown = page.inner_text("#post")
+    for mark in marks:
+        shown = shown.replace(mark.query_selector(".conf").inner_text(), "", 1)
+    assert " ".join(shown.split()) == " ".join(post["text"].split())
     assert len(page.query_selector_all("#aspects li")) == len(expected)
 
     assert api["used_rationales"] and api["rationale"] is not None
@@ -109,13 +120,34 @@ def test_page_shows_aspects_rationales_and_image(browser, model_server, artifact
     assert page.is_visible("#result-image")
     assert page.evaluate("document.getElementById('result-image').naturalWidth") == 451
 
-    shot = artifacts_dir / "serving_page_desktop.png"
     page.screenshot(path=str(shot), full_page=True)
     print(f"\nscreenshot: {shot}")
     assert shot.stat().st_size > 10_000
     assert outside == [], f"the page tried to reach outside the server: {outside}"
     assert console_errors == []
     context.close()
+    return api
+
+
+def test_page_with_the_real_model(browser, model_server, artifacts_dir, tmp_path):
+    """A real twitter2015 post, its image description, and a real photo, through the real checkpoint."""
+    photo = tmp_path / "chelsea.jpg"
+    photo.write_bytes(photo_jpeg())
+    _submit_and_check(browser, model_server.url, real_posts(1)[0], photo, artifacts_dir / "serving_page_model.png")
+
+
+def test_page_highlights_each_sentiment(browser, artifacts_dir, tmp_path):
+    """The rendering of aspects of all three polarities, with a stand-in model whose aspects are known (the
+    tiny test checkpoint is too little trained to be relied on to find aspects)."""
+    from lrsa.serving import create_app
+
+    photo = tmp_path / "chelsea.jpg"
+    photo.write_bytes(photo_jpeg())
+    post = {"text": "Chelsea the cat loves Mondays , says Garfield", "image_text": "a tabby cat"}
+    with InThreadServer(create_app(StubPredictor())) as server:
+        api = _submit_and_check(browser, server.url, post, photo, artifacts_dir / "serving_page_aspects.png")
+    assert [(a["text"], a["polarity"]) for a in api["aspects"]] == [
+        ("Chelsea", "POS"), ("Mondays", "NEU"), ("Garfield", "NEG")]
 
 
 def test_page_keyboard_only_on_a_phone_screen(browser, model_server, artifacts_dir):
@@ -129,7 +161,12 @@ def test_page_keyboard_only_on_a_phone_screen(browser, model_server, artifacts_d
         if page.evaluate("document.activeElement.id") == "text":
             break
     assert page.evaluate("document.activeElement.id") == "text"
-    page.keyboard.type("The new iPhone camera is great but the battery is terrible")
+    post = real_posts(2)[1]
+    page.keyboard.type(post["text"])
+    page.keyboard.press("Tab")  # the file input
+    page.keyboard.press("Tab")  # the image description
+    assert page.evaluate("document.activeElement.id") == "image-text"
+    page.keyboard.type(post["image_text"])
     page.keyboard.press("Control+Enter")
     page.wait_for_selector("#result:not([hidden])", timeout=60_000)
     assert page.evaluate("document.activeElement.id") == "result"  # focus moves to the result
@@ -139,7 +176,7 @@ def test_page_keyboard_only_on_a_phone_screen(browser, model_server, artifacts_d
     for _ in range(6):
         page.keyboard.press("Tab")
         ids.append(page.evaluate("document.activeElement.id"))
-    assert {"image", "use-rationales", "submit"} <= set(ids), ids
+    assert {"image", "image-text", "use-rationales", "submit"} <= set(ids), ids
     # Readable on a phone: nothing wider than the screen.
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
     assert page.is_visible("#rationale-text")
@@ -154,6 +191,7 @@ def test_page_shows_api_errors(browser, model_server):
     context, page, _outside, _errors = _page(browser, model_server.url)
     page.goto(model_server.url + "/")
     page.fill("#text", "x" * 2_001)
+    page.fill("#image-text", "a photo")
     page.click("#submit")
     page.wait_for_selector("#error:not([hidden])", timeout=30_000)
     assert "text_too_long" in page.inner_text("#error")

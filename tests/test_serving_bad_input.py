@@ -129,7 +129,8 @@ def test_server_still_predicts_after_bad_input(model_server):
             path, kwargs, status, _ = CASES[name]
             assert client.post(path, **kwargs).status_code == status
         jpg = _jpeg()
-        r = client.post("/v1/predict", data={"text": "My cat Chelsea loves this sunny window"},
+        r = client.post("/v1/predict", data={"text": "My cat Chelsea loves this sunny window",
+                                             "image_text": "a tabby cat looking at the camera"},
                         files={"image": ("chelsea.jpg", jpg, "image/jpeg")})
         assert r.status_code == 200, r.text
         assert r.json()["image"] == {"format": "JPEG", "width": 451, "height": 300, "bytes": len(jpg)}

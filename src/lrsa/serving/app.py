@@ -85,6 +85,11 @@ _PREDICT_BODY = {
                             "type": ["string", "null"],
                             "description": "base64 image bytes or a data:image/...;base64, URL (never a URL or path)",
                         },
+                        "image_text": {
+                            "type": ["string", "null"],
+                            "description": "a caption / description of the image (required by models that "
+                            "read the image as text: see image_side in GET /v1/model)",
+                        },
                         "id": {"type": ["string", "null"]},
                         "use_rationales": {"type": "boolean", "default": True},
                     },
@@ -98,6 +103,7 @@ _PREDICT_BODY = {
                     "properties": {
                         "text": {"type": "string"},
                         "image": {"type": "string", "format": "binary"},
+                        "image_text": {"type": "string"},
                         "id": {"type": "string"},
                         "use_rationales": {"type": "boolean", "default": True},
                     },
@@ -201,6 +207,7 @@ def create_app(predictor: Predictor, config: ServingConfig | None = None) -> Fas
     limits = config.limits
     runner = InferenceRunner(lambda posts: predictor.predict_batch(posts), config.batching)
     started_at = time.time()
+    image_side = (predictor.info() or {}).get("image_side")  # what the model needs besides the text
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
@@ -260,7 +267,17 @@ def create_app(predictor: Predictor, config: ServingConfig | None = None) -> Fas
                 decoded = decode_image(r.image, limits, field)
                 img = decoded.image
                 info = ImageInfo(format=decoded.format, width=decoded.width, height=decoded.height, bytes=decoded.bytes)
-            posts.append(Post(id=r.id, text=r.text, image=img, use_rationales=r.use_rationales))
+            if image_side == "captions" and r.image_text is None:
+                raise ApiError(
+                    "missing_field",
+                    "this model reads the image as text: give `image_text` (a caption or description of the "
+                    "image; a photo alone cannot be used, no captioner ships offline)",
+                    f"{field}_text",
+                )
+            if image_side == "pixels" and img is None:
+                raise ApiError("missing_field", "this model reads pixels: give `image`", field)
+            posts.append(Post(id=r.id, text=r.text, image=img, image_text=r.image_text,
+                              use_rationales=r.use_rationales))
             infos.append(info)
         return posts, infos
 

@@ -168,11 +168,24 @@ class InferenceRunner:
             posts = [p for job in jobs for p in job.posts]
             try:
                 preds, started, ended = await loop.run_in_executor(self._executor, self._timed_run, posts)
-            except Exception as e:  # the model failed: every request in the batch gets the error
+            except Exception as e:
                 self.stats.failed_batches += 1
+                if len(jobs) == 1:
+                    if not jobs[0].future.done():
+                        jobs[0].future.set_exception(e)
+                    continue
+                # One request must not fail the others merged with it: rerun each request on its own.
                 for job in jobs:
+                    try:
+                        preds, started, ended = await loop.run_in_executor(self._executor, self._timed_run, job.posts)
+                    except Exception as e1:
+                        if not job.future.done():
+                            job.future.set_exception(e1)
+                        continue
+                    self._count(len(job.posts))
                     if not job.future.done():
-                        job.future.set_exception(e)
+                        job.future.set_result(BatchResult(preds, (started - job.submitted) * 1000,
+                                                          (ended - started) * 1000, len(job.posts)))
                 continue
             self._count(n)
             i = 0

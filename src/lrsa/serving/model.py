@@ -30,10 +30,11 @@ class ModelPredictor:
             if not idx:
                 continue
             batch = [
-                {"id": posts[i]["id"], "text": posts[i]["text"], "image": posts[i]["image"], "use_rationales": flag}
+                {"id": posts[i]["id"], "text": posts[i]["text"], "image": posts[i]["image"],
+                 "image_text": posts[i]["image_text"]}
                 for i in idx
             ]
-            preds = self.model.predict_batch(batch, progress=False)
+            preds = self.model.predict_batch(batch, progress=False, use_rationales=flag)
             if len(preds) != len(idx):
                 raise RuntimeError(f"model returned {len(preds)} predictions for {len(idx)} posts")
             for i, p in zip(idx, preds):
@@ -42,6 +43,7 @@ class ModelPredictor:
 
     def info(self) -> dict[str, Any]:
         info = dict(self.model.info())
+        info.pop("path", None)  # never show clients where the server keeps its files
         if self.source is not None:
-            info.setdefault("checkpoint", Path(self.source).name)
+            info["checkpoint"] = Path(self.source).name
         return info

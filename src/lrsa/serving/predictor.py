@@ -18,6 +18,7 @@ class Post(TypedDict):
     id: str | None
     text: str
     image: Image.Image | None
+    image_text: str | None  # a caption / description of the image (models that read the image as text)
     use_rationales: bool
 
 
@@ -28,5 +29,7 @@ class Predictor(Protocol):
         ...
 
     def info(self) -> dict[str, Any]:
-        """JSON-serialisable description: backbone, training data, scores, rationale backend, ..."""
+        """JSON-serialisable description: backbone, training data, scores, rationale backend, ...
+        If it has ``image_side``: ``"captions"`` makes ``image_text`` required, ``"pixels"`` makes ``image``
+        required (checked by the service before the post reaches the model)."""
         ...

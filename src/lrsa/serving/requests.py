@@ -18,7 +18,7 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 from lrsa.serving.config import Limits
 from lrsa.serving.errors import ApiError
 
-POST_FIELDS = {"text", "image", "id", "use_rationales"}
+POST_FIELDS = {"text", "image", "image_text", "id", "use_rationales"}
 _DATA_URL = re.compile(r"^data:image/[A-Za-z0-9.+-]+;base64,", re.ASCII)
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
@@ -30,6 +30,7 @@ class RawPost:
 
     text: str
     image: bytes | None
+    image_text: str | None
     id: str | None
     use_rationales: bool
 
@@ -60,6 +61,22 @@ def _text(value: Any, limits: Limits, field: str) -> str:
     if not value.split():
         raise ApiError("invalid_field", "`text` is empty or only whitespace", field)
     return value
+
+
+def _image_text(value: Any, limits: Limits, field: str) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ApiError("invalid_field", f"`image_text` must be a string, got {type(value).__name__}", field)
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise ApiError("invalid_utf8", f"`image_text` holds characters that are not valid UTF-8: {e.reason}", field) from e
+    if len(value) > limits.max_text_chars:
+        raise ApiError(
+            "text_too_long", f"`image_text` has {len(value)} characters; the limit is {limits.max_text_chars}", field
+        )
+    return value if value.strip() else None
 
 
 def _image_b64(value: Any, limits: Limits, field: str) -> bytes | None:
@@ -120,6 +137,7 @@ def post_from_obj(obj: Any, limits: Limits, where: str = "", default_rationales:
     return RawPost(
         text=_text(obj.get("text"), limits, f"{where}text"),
         image=_image_b64(obj.get("image"), limits, f"{where}image"),
+        image_text=_image_text(obj.get("image_text"), limits, f"{where}image_text"),
         id=_id(obj.get("id"), f"{where}id"),
         use_rationales=_flag(obj.get("use_rationales"), default_rationales, f"{where}use_rationales"),
     )
@@ -254,6 +272,7 @@ def parse_multipart(body: bytes, content_type_params: dict[bytes, bytes], limits
     return RawPost(
         text=_text(as_text("text"), limits, "text"),
         image=image or None,  # an empty file input sends an empty part: no image
+        image_text=_image_text(as_text("image_text"), limits, "image_text"),
         id=_id(as_text("id"), "id"),
         use_rationales=_flag(as_text("use_rationales"), True, "use_rationales"),
     )

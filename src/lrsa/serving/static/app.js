@@ -15,6 +15,14 @@
 
   fetch("v1/model").then((r) => r.ok ? r.json() : null).then((info) => {
     if (info && info.serving) { maxChars = info.serving.limits.max_text_chars; updateCounter(); }
+    const side = info && info.model && info.model.image_side;
+    if (side === "captions") {
+      $("image-text-note").textContent = "(required by this model)";
+      $("image-text-help").hidden = false;
+      $("image-text").required = true;
+    } else if (side === "none") {
+      $("image-text-note").textContent = "(not used by this model)";
+    }
   }).catch(() => {});
 
   function updateCounter() {
@@ -49,9 +57,9 @@
     const f = e.dataTransfer && e.dataTransfer.files && e.dataTransfer.files[0];
     if (f) setImage(f);
   });
-  text.addEventListener("keydown", (e) => {
+  [text, $("image-text")].forEach((box) => box.addEventListener("keydown", (e) => {
     if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) { e.preventDefault(); form.requestSubmit(); }
-  });
+  }));
 
   function showError(message) {
     errorBox.textContent = message;
@@ -65,6 +73,8 @@
     const body = new FormData();
     body.append("text", text.value);
     if (imageFile) body.append("image", imageFile, imageFile.name);
+    const imageText = $("image-text").value;
+    if (imageText.trim()) body.append("image_text", imageText);
     body.append("use_rationales", $("use-rationales").checked ? "true" : "false");
     submit.disabled = true;
     busy.textContent = "Analysing…";
@@ -76,7 +86,7 @@
         showError(err ? `${err.message} (${err.code}, HTTP ${err.status})` : `HTTP ${response.status}`);
         return;
       }
-      render(data);
+      render(data, imageText.trim());
     } catch (err) {
       showError(`The server could not be reached: ${err}`);
     } finally {
@@ -87,7 +97,7 @@
 
   function pct(x) { return `${Math.round(x * 100)}%`; }
 
-  function render(data) {
+  function render(data, imageText) {
     const p = data.prediction;
     // The post with each aspect highlighted (character spans refer to prediction.text).
     const post = $("post");
@@ -142,6 +152,9 @@
       $("result-image").src = imageUrl;
       $("result-image").alt = `The image sent with the post (${data.image.width}×${data.image.height} ${data.image.format})`;
     }
+    const described = $("result-image-text");
+    described.hidden = !imageText;
+    described.textContent = imageText ? `Image described as: ${imageText}` : "";
     const t = data.server;
     const stages = Object.entries(p.timings_ms || {}).map(([k, v]) => `${k} ${v.toFixed(1)} ms`).join(", ");
     $("timings").textContent = `Server: ${t.total_ms.toFixed(1)} ms in all (batch of ${t.batch_posts})` +
