@@ -1,9 +1,152 @@
-"""`lrsa` commands of this stage (placeholder until the stage lands)."""
+"""`lrsa train`, `lrsa evaluate`, `lrsa predict`, `lrsa reproduce`: the model stage's commands."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import List, Optional
+
 import typer
+
+from lrsa.cli._common import DataDirOption, print_json, user_errors
+
+CacheOption = typer.Option(None, "--cache-dir", help="Cache of frozen side-text states "
+                           "(default: <runs>/cache for train/reproduce, none for predict).")
+
+
+def _set(values: list[str]) -> dict:
+    out = {}
+    for item in values:
+        if "=" not in item:
+            raise ValueError(f"--set {item!r}: expected KEY=VALUE, e.g. train.seed=1")
+        k, v = item.split("=", 1)
+        try:
+            out[k] = json.loads(v)
+        except json.JSONDecodeError:
+            out[k] = v
+    return out
+
+
+def train_cmd(
+    config: Path = typer.Option(..., "--config", help="Run config (YAML/JSON), e.g. configs/twitter2015.yaml."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Run directory (default: runs/<config name>)."),
+    set_: List[str] = typer.Option([], "--set", help="Override a field: --set train.seed=1 --set model.host=generative"),
+    data_dir: Optional[Path] = DataDirOption,
+    cache_dir: Optional[Path] = CacheOption,
+) -> None:
+    """Train a model (dev-selected; resumes if the run directory holds an interrupted run)."""
+    from lrsa.config import load_config
+    from lrsa.training.loop import train
+
+    with user_errors():
+        run = load_config(config, _set(set_))
+        out = out or Path("runs") / run.name
+        result = train(run, out, data_dir=data_dir, cache_dir=cache_dir or Path("runs") / "cache",
+                       log=typer.echo)
+    t = result.get("test")
+    typer.echo(f"checkpoint: {out / 'best'}")
+    if t:
+        typer.echo(f"test JMASA F1 {t['jmasa']['f1']:.2f}  MATE F1 {t['mate']['f1']:.2f}")
+
+
+def evaluate_cmd(
+    checkpoint: Path = typer.Option(..., "--checkpoint", help="Checkpoint directory (or a run directory)."),
+    dataset: str = typer.Option(..., "--dataset", help="Named dataset."),
+    split: str = typer.Option("test", "--split"),
+    out: Optional[Path] = typer.Option(None, "--out", help="Predictions JSONL (default: <checkpoint>/predictions_<dataset>_<split>.jsonl)."),
+    limit: Optional[int] = typer.Option(None, "--limit", help="First N sentences only."),
+    data_dir: Optional[Path] = DataDirOption,
+    cache_dir: Optional[Path] = CacheOption,
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Predict a benchmark split, write the predictions JSONL and print the scores."""
+    from lrsa.api import LRSA
+    from lrsa.training.loop import write_predictions
+
+    with user_errors():
+        model = LRSA.from_pretrained(checkpoint, cache_dir=cache_dir)
+        ev = model.evaluate_split(dataset, split, data_dir=data_dir, limit=limit)
+        dest = out or Path(model.path) / f"predictions_{dataset}_{split}.jsonl"
+        write_predictions(ev["predictions"], dest)
+    s = ev["scores"]
+    if as_json:
+        print_json(s)
+        return
+    typer.echo(f"predictions: {dest}")
+    typer.echo(f"JMASA  P {s['jmasa']['p']:.2f}  R {s['jmasa']['r']:.2f}  F1 {s['jmasa']['f1']:.2f}")
+    typer.echo(f"MATE   P {s['mate']['p']:.2f}  R {s['mate']['r']:.2f}  F1 {s['mate']['f1']:.2f}")
+    if s.get("masc"):
+        typer.echo(f"MASC (gold aspects)  acc {s['masc']['acc']:.2f}  macro-F1 {s['masc']['macro_f1']:.2f}")
+    typer.echo(f"{s['examples_per_s']} sentences/s")
+
+
+def predict_cmd(
+    checkpoint: Path = typer.Option(..., "--checkpoint"),
+    text: str = typer.Option(..., "--text"),
+    image: Optional[Path] = typer.Option(None, "--image", help="Image file."),
+    image_text: Optional[str] = typer.Option(None, "--image-text", help="Caption / description of the image "
+                                             "(what image-as-text models read)."),
+    no_rationales: bool = typer.Option(False, "--no-rationales", help="Predict without rationales."),
+    backend: str = typer.Option("lexicon", "--rationale-backend", help="Rationale backend (lrsa.rationales)."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Print each aspect, its sentiment and the rationales used."""
+    from lrsa.api import LRSA
+
+    with user_errors():
+        model = LRSA.from_pretrained(checkpoint, rationale_backend=backend)
+        pred = model.predict(text, image=str(image) if image else None, image_text=image_text,
+                             use_rationales=not no_rationales)
+    if as_json:
+        print_json(pred.model_dump())
+        return
+    if not pred.aspects:
+        typer.echo("no aspects found")
+    for a in pred.aspects:
+        typer.echo(f"{a.text!r} [{a.start}:{a.end}] chars {a.char_start}-{a.char_end}  {a.polarity}  "
+                   f"(confidence {a.confidence:.2f})")
+    if pred.rationale is not None:
+        typer.echo(f"text rationale (L_t): {pred.rationale.text}")
+        typer.echo(f"image rationale (L_i): {pred.rationale.image}")
+        typer.echo(f"rationale provenance: {json.dumps(pred.rationale.provenance, sort_keys=True)}")
+    else:
+        typer.echo("rationales: not used")
+    typer.echo("timings (ms): " + ", ".join(f"{k} {v:.1f}" for k, v in pred.timings_ms.items()))
+
+
+def reproduce_cmd(
+    profile: str = typer.Option("quick", "--profile", help="quick (≤ 15 min, subsets) or full."),
+    datasets: List[str] = typer.Option([], "--datasets", help="Restrict to these datasets (repeatable)."),
+    hosts: List[str] = typer.Option([], "--hosts", help="span and/or generative."),
+    variants: List[str] = typer.Option([], "--variants", help="text, image, concat, lrsa."),
+    seeds: Optional[int] = typer.Option(None, "--seeds", help="At most N seeds per row."),
+    max_runs: Optional[int] = typer.Option(None, "--max-runs", help="Train at most N new runs, then report."),
+    runs: Path = typer.Option(Path("runs/reproduce"), "--runs", help="Where runs are stored."),
+    results: Optional[Path] = typer.Option(None, "--results", help="Report folder (default: results/ for "
+                                           "full, <runs>/<profile>/ otherwise)."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="torch threads per run."),
+    data_dir: Optional[Path] = DataDirOption,
+    cache_dir: Optional[Path] = CacheOption,
+) -> None:
+    """Run the ablation table (text / image / concat / lrsa × both hosts); resumable per run."""
+    from lrsa.training.reproduce import PROFILES, reproduce
+
+    def split(vals: list[str]) -> list[str] | None:
+        out = [x for v in vals for x in v.split(",") if x]
+        return out or None
+
+    with user_errors():
+        if profile not in PROFILES:
+            raise ValueError(f"unknown profile {profile!r}; known: {', '.join(PROFILES)}")
+        paths = reproduce(profile, runs=runs, results=results, datasets=split(datasets), hosts=split(hosts),
+                          variants=split(variants), seeds=seeds, max_runs=max_runs, data_dir=data_dir,
+                          cache_dir=cache_dir, threads=threads, log=typer.echo)
+    for p in paths.values():
+        typer.echo(p.read_text())
 
 
 def register(app: typer.Typer) -> None:
-    pass
+    app.command("train")(train_cmd)
+    app.command("evaluate")(evaluate_cmd)
+    app.command("predict")(predict_cmd)
+    app.command("reproduce")(reproduce_cmd)

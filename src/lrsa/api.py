@@ -1,0 +1,307 @@
+"""The public API.
+
+    from lrsa import LRSA
+    model = LRSA.from_pretrained("runs/twitter2015/best")
+    pred = model.predict("Chuck Bass is everything # MCM", image_text="a man in a blue suit")
+    for a in pred.aspects:
+        print(a.text, a.polarity, a.confidence)
+
+What happens to the image depends on how the model was trained (``model.info()["image_side"]``):
+- ``captions`` (image as text; every benchmark model here, since no tweet images ship): the model reads a
+  caption / description of the image. Give it as ``image_text``. A photo given without ``image_text``
+  is an error: no captioner ships offline, and the model is never silently run without its image side.
+  A photo given with ``image_text`` is opened and checked, and ``image_text`` is what the model reads.
+- ``pixels``: the photo goes through EfficientNet-Lite0 (49 region tokens); ``image`` is required.
+- ``none`` (text-only models): the image is not used.
+Rationales (L_t, L_i) come from the rationale stage (``lrsa.rationales``; the offline ``lexicon`` backend
+by default), generated from the text and the image text, never from labels.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from pathlib import Path
+from typing import Any, Iterable
+
+import torch
+
+from lrsa.data.schema import Example, PredictedAspect, Prediction, Rationale
+
+_TOKEN = re.compile(r"https?://\S+|www\.\S+|[@#]\w+|\w+(?:['’]\w+)*|[^\w\s]+", re.UNICODE)
+
+
+def tokenize(text: str) -> tuple[list[str], list[tuple[int, int]]]:
+    """Tweet words and their character spans in ``text`` (hashtags and mentions stay whole)."""
+    words, spans = [], []
+    for m in _TOKEN.finditer(text):
+        words.append(m.group())
+        spans.append((m.start(), m.end()))
+    return words, spans
+
+
+class LRSA:
+    """A trained LRSA model (or its text-only / image / concat ablations) ready to predict."""
+
+    def __init__(self, net, tokenizer, meta: dict[str, Any], path: Path | None = None,
+                 cache_dir: str | Path | None = None, rationale_backend: Any = "lexicon",
+                 threads: int | None = None):
+        from lrsa.config import RunConfig
+
+        self.net = net.eval()
+        self.tokenizer = tokenizer
+        self.meta = meta
+        self.path = path
+        self.run = RunConfig.model_validate(meta["run"])
+        self.cache_dir = cache_dir
+        self._rationale_backend = rationale_backend
+        self._backend_obj = None
+        self._side_encoder = None
+        self._pixels = None
+        self.threads = threads
+
+    # ---------------------------------------------------------------- loading / saving
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, *, cache_dir: str | Path | None = None,
+                        rationale_backend: Any = "lexicon", threads: int | None = None) -> "LRSA":
+        """Load a checkpoint directory (``model.safetensors`` + ``config.json`` + ``tokenizer/``).
+
+        ``rationale_backend``: a backend name of ``lrsa.rationales`` (``"lexicon"`` by default, offline)
+        or a backend object, used when the model reads rationales.
+        """
+        from lrsa.model.lrsa import load_checkpoint
+
+        p = Path(path)
+        if (p / "best" / "config.json").exists():
+            p = p / "best"  # a run directory: its dev-best checkpoint
+        if threads:
+            torch.set_num_threads(threads)
+        net, tok, meta = load_checkpoint(p)
+        return cls(net, tok, meta, p, cache_dir=cache_dir, rationale_backend=rationale_backend,
+                   threads=threads)
+
+    def save_pretrained(self, path: str | Path) -> Path:
+        from lrsa.model.lrsa import save_checkpoint
+
+        meta = {k: v for k, v in self.meta.items() if k not in ("format", "format_version")}
+        return save_checkpoint(self.net, self.tokenizer, meta, path)
+
+    def record_scores(self, path: str | Path, dev: dict | None, test: dict | None) -> None:
+        """Add final dev/test scores to a checkpoint's config.json (atomic rewrite)."""
+        cfg = Path(path) / "config.json"
+        meta = json.loads(cfg.read_text())
+        meta["training"]["dev"] = dev
+        meta["training"]["test"] = test
+        tmp = cfg.with_name(".config.json.part")
+        tmp.write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+        os.replace(tmp, cfg)
+        self.meta = meta
+
+    def info(self) -> dict[str, Any]:
+        m, t = self.run.model, self.meta.get("training", {})
+        n_params = sum(p.numel() for p in self.net.parameters())
+
+        def brief(s):
+            if not s:
+                return None
+            return {"jmasa_f1": s["jmasa"]["f1"], "jmasa_p": s["jmasa"]["p"], "jmasa_r": s["jmasa"]["r"],
+                    "mate_f1": s["mate"]["f1"], "masc": s.get("masc")}
+
+        return {
+            "path": str(self.path) if self.path else None,
+            "backbone": m.backbone, "host": m.host, "fusion": m.fusion, "image_side": m.image_side,
+            "image_text_source": t.get("image_text_source"),
+            "variant": self.variant, "parameters": n_params,
+            "training_data": t.get("dataset"), "best_epoch": t.get("best_epoch"),
+            "dev": brief(t.get("dev")), "test": brief(t.get("test")),
+            "rationale_backend": (self._backend_name() if m.uses_rationales else None),
+            "training_rationales": t.get("rationale_provenance"),
+            "side_encoder": self.meta.get("side_encoder"),
+        }
+
+    @property
+    def variant(self) -> str:
+        from lrsa.config import VARIANTS
+
+        m = self.run.model
+        for name, v in VARIANTS.items():
+            if v["fusion"] == m.fusion and v["image"] == m.uses_image:
+                return name
+        return f"{m.fusion}+{m.image_side}"
+
+    # ---------------------------------------------------------------- side inputs
+
+    def _backend_name(self) -> str:
+        b = self._rationale_backend
+        return b if isinstance(b, str) else getattr(b, "name", type(b).__name__)
+
+    def _backend(self):
+        if self._backend_obj is None:
+            from lrsa.rationales import make_backend
+
+            b = self._rationale_backend
+            self._backend_obj = make_backend(b) if isinstance(b, str) else b
+        return self._backend_obj
+
+    @property
+    def side_encoder(self):
+        if self._side_encoder is None:
+            from lrsa.features.side_cache import FrozenTextEncoder, weights_fingerprint
+
+            se = self.meta.get("side_encoder")
+            if not se:
+                return None
+            enc = FrozenTextEncoder(se["backbone"], se["max_tokens"], cache_dir=self.cache_dir)
+            got = weights_fingerprint(enc.path)
+            if got != se["fingerprint"]:
+                raise RuntimeError(f"side encoder {se['backbone']!r} at {enc.path} has weights {got[:12]}..., "
+                                   f"but this model was trained with {se['fingerprint'][:12]}...")
+            self._side_encoder = enc
+        return self._side_encoder
+
+    def _side_tables(self, texts: dict[str, list[str]]) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        if self.run.model.side_encoder == "shared":
+            from lrsa.training.data import token_table
+
+            return {k: token_table(self.tokenizer, v, self.run.model.side_max_tokens) for k, v in texts.items()}
+        return {k: self.side_encoder.encode(v) for k, v in texts.items()}
+
+    def _rationale(self, text: str, image_path: str | None, image_text: str | None) -> Rationale:
+        from lrsa.rationales import RationaleInput, rationalize
+
+        inp = RationaleInput(id="post", text=text, image_path=image_path,
+                             image_texts=(image_text,) if image_text else (),
+                             image_source="user" if image_text else None)
+        return rationalize(inp, self._backend())
+
+    # ---------------------------------------------------------------- prediction
+
+    def predict(self, text: str, image: Any = None, *, image_text: str | None = None,
+                use_rationales: bool = True) -> Prediction:
+        return self.predict_batch([{"text": text, "image": image, "image_text": image_text}],
+                                  use_rationales=use_rationales)[0]
+
+    def predict_batch(self, posts: list[dict[str, Any]], progress: bool = False,
+                      use_rationales: bool = True, batch_size: int = 32) -> list[Prediction]:
+        """Predict many posts: each a dict with ``text`` and optional ``image`` / ``image_text`` / ``id``."""
+        from lrsa.features.vision import PixelEncoder, open_image
+        from lrsa.model.inputs import collate, encode_post
+
+        m = self.run.model
+        out: list[Prediction] = []
+        chunks = range(0, len(posts), batch_size)
+        if progress:
+            from rich.progress import track
+
+            chunks = track(chunks, description="predicting")
+        for c in chunks:
+            group = posts[c:c + batch_size]
+            timings: dict[str, float] = {}
+            t0 = time.perf_counter()
+            words_l, spans_l, texts = [], [], []
+            image_texts: list[str | None] = []
+            visuals = []
+            for n, post in enumerate(group):
+                if not isinstance(post, dict) or not isinstance(post.get("text"), str):
+                    raise ValueError(f"post {c + n}: needs a string 'text'")
+                words, spans = tokenize(post["text"])
+                if not words:
+                    raise ValueError(f"post {c + n}: empty text")
+                words_l.append(words)
+                spans_l.append(spans)
+                texts.append(post["text"])
+                image, itext = post.get("image"), post.get("image_text")
+                if m.image_side == "captions":
+                    if image is not None:
+                        open_image(image)  # a bad image is an error even when its caption is given
+                    if not itext:
+                        raise ValueError(
+                            f"post {c + n}: this model reads the image as text ({m.image_text_source}); "
+                            "give image_text= (a caption or description of the image)"
+                            + (" — a photo alone cannot be used: no captioner ships offline" if image is not None
+                               else ""))
+                elif m.image_side == "pixels":
+                    if image is None:
+                        raise ValueError(f"post {c + n}: this model reads pixels; give image=")
+                    if self._pixels is None:
+                        self._pixels = PixelEncoder(m.pixel_encoder)
+                    visuals.append(self._pixels.encode(image))
+                image_texts.append(itext)
+            timings["tokenize"] = (time.perf_counter() - t0) * 1000
+            # rationales
+            rats: list[Rationale | None] = [None] * len(group)
+            t0 = time.perf_counter()
+            if m.uses_rationales and use_rationales:
+                for n, post in enumerate(group):
+                    img = post.get("image")
+                    rats[n] = self._rationale(post["text"], str(img) if isinstance(img, (str, Path)) else None,
+                                              image_texts[n])
+            timings["rationales"] = (time.perf_counter() - t0) * 1000
+            t0 = time.perf_counter()
+            side_texts: dict[str, list[str]] = {}
+            if m.image_side == "captions":
+                side_texts["visual"] = [t or "" for t in image_texts]
+            if m.uses_rationales:
+                side_texts["rat_text"] = [r.text if r else "" for r in rats]
+                side_texts["rat_image"] = [r.image if r else "" for r in rats]
+            tables = self._side_tables(side_texts) if side_texts else {}
+            if not (m.uses_rationales and use_rationales):
+                for k in ("rat_text", "rat_image"):
+                    if k in tables:  # asked to predict without rationales: the rationale side is empty
+                        tables[k] = (tables[k][0], torch.zeros_like(tables[k][1]))
+            if m.image_side == "pixels":
+                v = torch.stack(visuals)
+                tables["visual"] = (v, torch.ones(v.shape[:2], dtype=torch.bool))
+            items = [encode_post(self.tokenizer, post.get("id") or f"post-{c + n}", words_l[n], m.max_tokens,
+                                 side_index={k: n for k in tables}) for n, post in enumerate(group)]
+            batch = collate(items, self.tokenizer.pad_token_id or 0, tables)
+            timings["encode_side"] = (time.perf_counter() - t0) * 1000
+            t0 = time.perf_counter()
+            decoded = self.net.decode(batch)
+            timings["model"] = (time.perf_counter() - t0) * 1000
+            share = {k: round(v / len(group), 3) for k, v in timings.items()}
+            for n, post in enumerate(group):
+                aspects = []
+                for s, e, pol, conf in decoded[n]:
+                    cs, ce = spans_l[n][s][0], spans_l[n][e - 1][1]
+                    aspects.append(PredictedAspect(start=s, end=e, polarity=pol, confidence=min(1.0, conf),
+                                                   char_start=cs, char_end=ce, text=texts[n][cs:ce]))
+                used = bool(m.uses_rationales and use_rationales)
+                out.append(Prediction(id=post.get("id"), text=texts[n], words=words_l[n], aspects=aspects,
+                                      rationale=rats[n], used_rationales=used,
+                                      timings_ms={**share, "total": round(sum(share.values()), 3)}))
+        return out
+
+    # ---------------------------------------------------------------- benchmark evaluation
+
+    def evaluate_split(self, dataset: str, split: str, data_dir: str | Path | None = None,
+                       limit: int | None = None, rationale_source: str | None = None) -> dict[str, Any]:
+        """Predict a benchmark split with its committed rationales and captions; score it."""
+        from lrsa.training.data import load_split
+        from lrsa.training.loop import masc_split, predict_split, score_split
+        from lrsa.training.metrics import score
+
+        run = self.run.model_copy(update={"train": self.run.train.model_copy(update={
+            "dataset": dataset, "rationale_source": rationale_source or self.run.train.rationale_source})})
+        rationales = None
+        if run.model.uses_rationales:
+            from lrsa.rationales import load_bundle
+
+            rationales = load_bundle(dataset, run.train.rationale_source)
+        sp = load_split(run, split, self.tokenizer, self.side_encoder if run.model.side_encoder == "frozen"
+                        else None, data_dir, rationales, limit)
+        pad = self.tokenizer.pad_token_id or 0
+        t0 = time.perf_counter()
+        pred = predict_split(self.net, sp, pad)
+        seconds = time.perf_counter() - t0
+        scores = score_split(sp, pred)
+        masc = score(sp.examples, masc_split(self.net, sp, pad))["masc"]
+        scores["masc"] = masc
+        scores["predict_seconds"] = round(seconds, 2)
+        scores["examples_per_s"] = round(len(sp.examples) / seconds, 2)
+        return {"predictions": pred, "scores": scores, "examples": sp.examples}
+
+

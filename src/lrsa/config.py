@@ -1,0 +1,131 @@
+"""Typed configs for the model and its training, loaded from YAML or JSON.
+
+A run is described by one ``RunConfig``: what model to build (``ModelConfig``), what data to train it
+on and how (``TrainConfig``). Configs are saved beside every checkpoint, so a checkpoint says exactly
+how it was made.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+Host = Literal["span", "generative"]
+Fusion = Literal["off", "concat", "single", "dual"]
+ImageSide = Literal["none", "captions", "pixels"]
+SideEncoder = Literal["frozen", "shared"]
+
+#: the four ablation variants of the paper's table, as (image side on?, rationale fusion)
+VARIANTS: dict[str, dict[str, Any]] = {
+    "text": {"image": False, "fusion": "off"},
+    "image": {"image": True, "fusion": "off"},
+    "concat": {"image": True, "fusion": "concat"},
+    "lrsa": {"image": True, "fusion": "dual"},
+}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ModelConfig(_Strict):
+    """What the network is."""
+
+    backbone: str = "minilm"  # "minilm", "mpnet", a local directory, or a Hugging Face hub id
+    host: Host = "span"
+    fusion: Fusion = "dual"  # how rationales enter: off / concat / single cross-attention / dual
+    image_side: ImageSide = "captions"  # none (text only), captions (image as text), pixels
+    image_text_source: str = "mdca_captions"  # side input used as the image's text
+    image_text_max: int = 4  # how many captions to join
+    pixel_encoder: str = "efficientnet-lite0"
+    side_encoder: SideEncoder = "frozen"  # frozen: cached states of the pretrained backbone
+    side_backbone: str | None = None  # encoder of side texts when frozen; default = backbone
+    side_max_tokens: int = 48
+    freeze_embeddings: bool = True  # word-piece embeddings stay pretrained (half of MiniLM's weights)
+    casing: bool = True  # word-level casing / tweet-sign features (the backbones are uncased)
+    max_tokens: int = 256
+    heads: int = 6
+    dropout: float = 0.1
+    # generative host
+    decoder_layers: int = 2
+    decoder_ffn: int = 1024
+    max_aspects: int = 12
+    beam: int = 1
+
+    @property
+    def uses_rationales(self) -> bool:
+        return self.fusion != "off"
+
+    @property
+    def uses_image(self) -> bool:
+        return self.image_side != "none"
+
+
+class TrainConfig(_Strict):
+    """How it is trained. Selection is on dev JMASA F1 only; test is scored once at the end."""
+
+    dataset: str = "twitter2015"
+    rationale_source: str = "lexicon"
+    seed: int = 0
+    epochs: int = 6
+    patience: int = 2
+    batch_size: int = 16
+    lr: float = 1e-4  # backbone
+    head_lr: float = 1e-3  # fusion, heads, decoder
+    weight_decay: float = 0.01
+    warmup: float = 0.1  # fraction of all steps
+    clip: float = 1.0
+    train_limit: int | None = None  # first N training examples (quick runs, tests)
+    dev_limit: int | None = None
+    test_limit: int | None = None
+    max_steps_per_epoch: int | None = None
+    eval_test: bool = True
+    threads: int | None = None  # torch threads; default: the machine's CPU count
+
+
+class RunConfig(_Strict):
+    name: str = "run"
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+
+
+def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> RunConfig:
+    """Read a YAML/JSON config file; ``overrides`` is ``{"train.seed": 1, "model.host": "span"}``."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"config {path} not found")
+    text = path.read_text(encoding="utf-8")
+    try:
+        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as err:
+        raise ValueError(f"{path}: not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {err}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a mapping at the top level")
+    data = apply_overrides(data, overrides or {})
+    try:
+        return RunConfig.model_validate(data)
+    except Exception as err:  # pydantic names the field
+        raise ValueError(f"{path}: {err}") from None
+
+
+def apply_overrides(data: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    data = json.loads(json.dumps(data))
+    for key, value in overrides.items():
+        parts = key.split(".")
+        node = data
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+        node[parts[-1]] = value
+    return data
+
+
+def variant_overrides(variant: str) -> dict[str, Any]:
+    """Model settings of one ablation variant (``text``, ``image``, ``concat``, ``lrsa``)."""
+    if variant not in VARIANTS:
+        raise KeyError(f"unknown variant {variant!r}; known: {', '.join(VARIANTS)}")
+    v = VARIANTS[variant]
+    return {"model.fusion": v["fusion"], "model.image_side": "captions" if v["image"] else "none"}

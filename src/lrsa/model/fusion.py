@@ -1,0 +1,110 @@
+"""Rationale injection and dual cross-attention, every part switchable.
+
+Inputs (all already projected to the text width H):
+  T   [B, n, H]  tweet token states (the only states the hosts decode from)
+  V   [B, v, H]  visual states: caption tokens (image as text) or pixel regions; may be absent
+  Lt  [B, r, H]  text rationale tokens;  Li [B, q, H] image rationale tokens; absent when fusion=off
+
+Modes (``ModelConfig.fusion``):
+  off     no rationales. With an image side, T attends to V once (the ``image`` variant).
+  concat  as off for the image; the mean-pooled rationales are concatenated to every token state and
+          mixed back in by a linear layer: no attention over rationale tokens (the ``concat`` variant).
+  single  one cross-attention of T over the joint memory [V; Lt; Li].
+  dual    (1) injection: T attends to Lt, V attends to Li; (2) cross-modal: the enriched T attends to
+          the enriched V, and V to T; the hosts read the fused T (the ``lrsa`` variant). Without an
+          image side, the image rationale plays the part of V. The reverse direction (V <- T) is
+          computed only for the generative host, whose decoder also attends to the fused V; the span
+          tagger reads T alone, so it is skipped there (it would be dead computation).
+Every attention block is residual + LayerNorm with a content gate, so an unhelpful side input can be
+closed per token.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class CrossBlock(nn.Module):
+    """q <- LayerNorm(q + g * Attn(q, kv)), g = sigmoid(W [q; attn]) (no FFN: CPU budget)."""
+
+    def __init__(self, dim: int, heads: int, dropout: float):
+        super().__init__()
+        self.attn = nn.MultiheadAttention(dim, heads, dropout=dropout, batch_first=True)
+        self.gate = nn.Linear(2 * dim, dim)
+        self.norm = nn.LayerNorm(dim)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, q: torch.Tensor, kv: torch.Tensor, kv_mask: torch.Tensor) -> torch.Tensor:
+        # kv_mask: True = real token. Rows with no real token attend to nothing (output 0).
+        empty = ~kv_mask.any(dim=1)
+        safe = kv_mask.clone()
+        safe[empty, 0] = True
+        a, _ = self.attn(q, kv, kv, key_padding_mask=~safe, need_weights=False)
+        a = a.masked_fill(empty[:, None, None], 0.0)
+        g = torch.sigmoid(self.gate(torch.cat([q, a], dim=-1)))
+        return self.norm(q + self.drop(g * a))
+
+
+def _pool(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    m = mask.unsqueeze(-1).to(x.dtype)
+    return (x * m).sum(1) / m.sum(1).clamp(min=1.0)
+
+
+class Fusion(nn.Module):
+    def __init__(self, mode: str, use_image: bool, dim: int, heads: int, dropout: float,
+                 visual_out: bool = True):
+        super().__init__()
+        self.mode = mode
+        self.visual_out = visual_out  # compute V <- T (dual step 2, reverse direction) for hosts that read it
+        self.use_image = use_image
+        if mode in ("off", "concat") and use_image:
+            self.visual = CrossBlock(dim, heads, dropout)
+        if mode == "concat":
+            self.concat = nn.Sequential(nn.Linear(3 * dim, dim), nn.GELU())
+            self.concat_norm = nn.LayerNorm(dim)
+        if mode == "single":
+            self.single = CrossBlock(dim, heads, dropout)
+        if mode == "dual":
+            self.inject_t = CrossBlock(dim, heads, dropout)  # T  <- Lt
+            self.inject_v = CrossBlock(dim, heads, dropout)  # V  <- Li
+            self.t_from_v = CrossBlock(dim, heads, dropout)  # T' <- V'
+            if visual_out:
+                self.v_from_t = CrossBlock(dim, heads, dropout)  # V' <- T'
+
+    def forward(self, t: torch.Tensor, t_mask: torch.Tensor, side: dict[str, tuple[torch.Tensor, torch.Tensor]]
+                ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor] | None]:
+        """Fused text states, and the fused visual memory (or None) for hosts that read it."""
+        v = side.get("visual")
+        if self.use_image and v is None:
+            raise ValueError("this model has an image side but no visual input was given")
+        if self.mode != "off" and ("rat_text" not in side or "rat_image" not in side):
+            raise ValueError(f"fusion={self.mode} needs both rationales (rat_text, rat_image)")
+        if self.mode == "off":
+            if self.use_image:
+                t = self.visual(t, *v)
+            return t, v
+        lt, li = side["rat_text"], side["rat_image"]
+        if self.mode == "concat":
+            if self.use_image:
+                t = self.visual(t, *v)
+            r = torch.cat([_pool(*lt), _pool(*li)], dim=-1).unsqueeze(1).expand(-1, t.size(1), -1)
+            t = self.concat_norm(t + self.concat(torch.cat([t, r], dim=-1)))
+            return t, v
+        if self.mode == "single":
+            parts = ([v] if self.use_image else []) + [lt, li]
+            mem = torch.cat([p[0] for p in parts], dim=1)
+            mmask = torch.cat([p[1] for p in parts], dim=1)
+            return self.single(t, mem, mmask), v
+        # dual
+        t1 = self.inject_t(t, *lt)
+        if self.use_image:
+            v1 = self.inject_v(v[0], li[0], li[1])
+            vmask = v[1]
+        else:
+            v1, vmask = li
+        t2 = self.t_from_v(t1, v1, vmask)
+        if not self.visual_out:
+            return t2, None
+        v2 = self.v_from_t(v1, t1, t_mask)
+        return t2, (v2, vmask)

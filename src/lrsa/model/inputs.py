@@ -1,0 +1,81 @@
+"""Posts -> tensors. One function serves training, evaluation and ``LRSA.predict``.
+
+An ``Encoded`` holds what the network needs for one post: subword ids, each word's first subword,
+casing features, and the index of its side texts (image text, rationales) in a side table of
+pre-encoded states. ``collate`` pads a list of them into a batch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from lrsa.features.text import encode_words, word_features
+from lrsa.model.generative import aspects_to_targets
+from lrsa.model.span import aspects_to_tags
+
+SIDE_KINDS = ("visual", "rat_text", "rat_image")
+
+
+@dataclass
+class Encoded:
+    id: str
+    ids: list[int]
+    first: list[int]
+    feats: list[list[float]]
+    tags: list[int] | None = None
+    targets: list[int] | None = None
+    side_index: dict[str, int] = field(default_factory=dict)  # kind -> row of the side table
+
+
+def encode_post(tokenizer: Any, id: str, words: list[str], max_tokens: int,
+                aspects: list[tuple[int, int, str]] | None = None,
+                side_index: dict[str, int] | None = None) -> Encoded:
+    ids, first = encode_words(tokenizer, words, max_tokens)
+    return Encoded(id=id, ids=ids, first=first, feats=word_features(words),
+                   tags=aspects_to_tags(len(words), aspects) if aspects is not None else None,
+                   targets=aspects_to_targets(aspects) if aspects is not None else None,
+                   side_index=dict(side_index or {}))
+
+
+def collate(items: list[Encoded], pad_id: int,
+            side_tables: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None) -> dict[str, Any]:
+    """Pad a batch. ``side_tables[kind] = (states [N, L, H], mask [N, L])`` indexed by side_index."""
+    B = len(items)
+    L = max(len(e.ids) for e in items)
+    n = max(len(e.first) for e in items)
+    F = len(items[0].feats[0]) if items[0].feats else 0
+    ids = torch.full((B, L), pad_id, dtype=torch.long)
+    att = torch.zeros((B, L), dtype=torch.long)
+    first = torch.zeros((B, n), dtype=torch.long)
+    wmask = torch.zeros((B, n), dtype=torch.bool)
+    feats = torch.zeros((B, n, F))
+    for b, e in enumerate(items):
+        ids[b, :len(e.ids)] = torch.tensor(e.ids)
+        att[b, :len(e.ids)] = 1
+        first[b, :len(e.first)] = torch.tensor(e.first)
+        wmask[b, :len(e.first)] = True
+        feats[b, :len(e.first)] = torch.tensor(e.feats)
+    batch: dict[str, Any] = {"ids": [e.id for e in items], "input_ids": ids, "attention_mask": att,
+                             "first": first, "word_mask": wmask, "feats": feats}
+    if items[0].tags is not None:
+        tags = torch.zeros((B, n), dtype=torch.long)
+        for b, e in enumerate(items):
+            tags[b, :len(e.tags)] = torch.tensor(e.tags)
+        batch["tags"] = tags
+        T = max(len(e.targets) for e in items)
+        tg = torch.full((B, T), -100, dtype=torch.long)
+        for b, e in enumerate(items):
+            tg[b, :len(e.targets)] = torch.tensor(e.targets)
+        batch["targets"] = tg
+    side: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+    for kind, (states, mask) in (side_tables or {}).items():
+        rows = [e.side_index[kind] for e in items]
+        m = mask[rows]
+        keep = int(m.any(0).nonzero().max()) + 1 if m.any() else 1
+        st = states[rows, :keep]
+        side[kind] = (st.float() if st.is_floating_point() else st, m[:, :keep])
+    batch["side"] = side
+    return batch

@@ -1,0 +1,165 @@
+"""The composed network: tweet encoder + side projections + fusion + host, and its checkpoints.
+
+A checkpoint directory holds ``model.safetensors`` (every trained weight), ``config.json`` (the
+RunConfig, label set, side encoder fingerprint, training record), ``backbone/config.json`` (to
+rebuild the encoder offline) and ``tokenizer/``. Nothing is pickled.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from lrsa.config import ModelConfig
+from lrsa.features.text import CASING_FEATURES, load_encoder
+from lrsa.features.vision import PixelEncoder
+from lrsa.model.fusion import Fusion
+from lrsa.model.generative import PointerDecoder
+from lrsa.model.span import SpanHead
+
+FORMAT_VERSION = 1
+
+
+class LRSANet(nn.Module):
+    def __init__(self, cfg: ModelConfig, encoder_path: str, side_dim: int, pretrained: bool = True):
+        super().__init__()
+        self.cfg = cfg
+        self.encoder = load_encoder(encoder_path, pretrained=pretrained)
+        H = int(self.encoder.config.hidden_size)
+        if cfg.freeze_embeddings:
+            for p in self.encoder.get_input_embeddings().parameters():
+                p.requires_grad_(False)
+        self.hidden = H
+        self.casing = nn.Linear(len(CASING_FEATURES), H) if cfg.casing else None
+        self.word_norm = nn.LayerNorm(H)
+        self.drop = nn.Dropout(cfg.dropout)
+        self.side_proj = nn.ModuleDict()
+        if cfg.uses_image:
+            vdim = PixelEncoder.dim if cfg.image_side == "pixels" else side_dim
+            self.side_proj["visual"] = nn.Sequential(nn.Linear(vdim, H), nn.LayerNorm(H))
+        if cfg.uses_rationales:
+            for kind in ("rat_text", "rat_image"):
+                self.side_proj[kind] = nn.Sequential(nn.Linear(side_dim, H), nn.LayerNorm(H))
+        self.fusion = Fusion(cfg.fusion, cfg.uses_image, H, cfg.heads, cfg.dropout,
+                             visual_out=cfg.host == "generative")
+        if cfg.host == "span":
+            self.head = SpanHead(H, cfg.dropout)
+        else:
+            self.head = PointerDecoder(H, cfg.heads, cfg.decoder_layers, cfg.decoder_ffn, cfg.dropout,
+                                       cfg.max_aspects)
+
+    # ---------------------------------------------------------------- forward pieces
+
+    def words(self, batch: dict[str, Any]) -> torch.Tensor:
+        out = self.encoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+        h = out.last_hidden_state
+        w = torch.gather(h, 1, batch["first"].unsqueeze(-1).expand(-1, -1, h.size(-1)))
+        if self.casing is not None:
+            w = w + self.casing(batch["feats"])
+        return self.drop(self.word_norm(w))
+
+    def fused(self, batch: dict[str, Any]) -> tuple[torch.Tensor, Any]:
+        w = self.words(batch)
+        side = {}
+        for k, (s, m) in batch["side"].items():
+            if k not in self.side_proj:
+                continue
+            if not s.is_floating_point():  # side_encoder=shared: token ids through the trained encoder
+                s = self.encoder(input_ids=s, attention_mask=m.long()).last_hidden_state
+            side[k] = (self.side_proj[k](s), m)
+        return self.fusion(w, batch["word_mask"], side)
+
+    def _memory(self, t, wmask, v):
+        if v is None:
+            return t, wmask
+        return torch.cat([t, v[0]], dim=1), torch.cat([wmask, v[1]], dim=1)
+
+    def loss(self, batch: dict[str, Any]) -> torch.Tensor:
+        t, v = self.fused(batch)
+        if self.cfg.host == "span":
+            return self.head.loss(t, batch["word_mask"], batch["tags"])
+        mem, mmask = self._memory(t, batch["word_mask"], v)
+        return self.head.loss(t, batch["word_mask"], mem, mmask, batch["targets"])
+
+    @torch.no_grad()
+    def decode(self, batch: dict[str, Any]) -> list[list[tuple[int, int, str, float]]]:
+        t, v = self.fused(batch)
+        if self.cfg.host == "span":
+            return self.head.decode(t, batch["word_mask"])
+        mem, mmask = self._memory(t, batch["word_mask"], v)
+        return self.head.decode(t, batch["word_mask"], mem, mmask, beam=self.cfg.beam)
+
+
+    @torch.no_grad()
+    def classify_spans(self, batch: dict[str, Any], spans: list[list[tuple[int, int]]]) -> list[list[str]]:
+        t, v = self.fused(batch)
+        if self.cfg.host == "span":
+            return self.head.classify(t, spans)
+        mem, mmask = self._memory(t, batch["word_mask"], v)
+        return self.head.classify(t, batch["word_mask"], mem, mmask, spans)
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+
+def save_checkpoint(net: LRSANet, tokenizer: Any, meta: dict[str, Any], dest: str | Path) -> Path:
+    """Write a checkpoint directory atomically (a temp dir renamed into place)."""
+    from safetensors.torch import save_model
+
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}."))
+    try:
+        save_model(net, str(tmp / "model.safetensors"))
+        net.encoder.config.save_pretrained(tmp / "backbone")
+        tokenizer.save_pretrained(tmp / "tokenizer")
+        meta = {"format": "lrsa-checkpoint", "format_version": FORMAT_VERSION, **meta}
+        (tmp / "config.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+        old = None
+        if dest.exists():
+            old = dest.parent / f".{dest.name}.old"
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(dest, old)
+        os.replace(tmp, dest)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return dest
+
+
+def read_meta(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    cfg = path / "config.json"
+    if not cfg.exists():
+        raise FileNotFoundError(f"{path} is not an lrsa checkpoint: no config.json")
+    meta = json.loads(cfg.read_text())
+    if meta.get("format") != "lrsa-checkpoint":
+        raise ValueError(f"{cfg} is not an lrsa checkpoint config (format={meta.get('format')!r})")
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise ValueError(f"{cfg}: checkpoint format {meta.get('format_version')} is not "
+                         f"supported (this lrsa reads {FORMAT_VERSION})")
+    return meta
+
+
+def load_checkpoint(path: str | Path) -> tuple[LRSANet, Any, dict[str, Any]]:
+    from safetensors.torch import load_model
+
+    from lrsa.features.text import load_tokenizer
+
+    path = Path(path)
+    meta = read_meta(path)
+    cfg = ModelConfig.model_validate(meta["run"]["model"])
+    net = LRSANet(cfg, str(path / "backbone"), side_dim=int(meta["side_dim"]), pretrained=False)
+    missing, unexpected = load_model(net, str(path / "model.safetensors"), strict=True)
+    net.eval()
+    tok = load_tokenizer(str(path / "tokenizer"))
+    return net, tok, meta

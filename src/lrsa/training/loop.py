@@ -1,0 +1,351 @@
+"""The one training loop: AdamW with warmup, gradient clipping, early stopping and checkpoint
+selection on dev JMASA F1 only, fixed seeds, resume after an interruption (epoch granularity),
+per-epoch metrics CSV and curve plots. The test split is scored once, from the dev-best checkpoint.
+
+Run directory layout::
+
+    config.json          the RunConfig
+    metrics.csv          one row per epoch (train loss, dev scores, time, examples/s)
+    curves.png           loss and dev F1 per epoch
+    state/               last epoch: model + optimizer (safetensors) + state.json (epoch, rng, history)
+    best/                dev-best checkpoint (safetensors + JSON config + tokenizer): load with LRSA
+    predictions_{dev,test}.jsonl, scores.json, result.json (written last: the run is complete)
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import random
+import shutil
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from lrsa.config import RunConfig
+from lrsa.data.schema import Aspect
+
+Log = Callable[[str], None]
+
+
+def set_threads(n: int | None) -> None:
+    torch.set_num_threads(n or os.cpu_count() or 1)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def write_json(path: Path, obj: Any) -> None:
+    tmp = path.with_name(f".{path.name}.part")
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+# --------------------------------------------------------------------------- prediction
+
+
+def batches(items: list, size: int, order: list[int] | None = None):
+    idx = order if order is not None else list(range(len(items)))
+    for b in range(0, len(idx), size):
+        yield [items[i] for i in idx[b:b + size]]
+
+
+@torch.no_grad()
+def predict_split(net, split, pad_id: int, batch_size: int = 32) -> dict[str, list[tuple[int, int, str, float]]]:
+    from lrsa.model.inputs import collate
+
+    net.eval()
+    order = sorted(range(len(split.items)), key=lambda i: len(split.items[i].ids))
+    out: dict[str, list] = {}
+    for chunk in batches(split.items, batch_size, order):
+        batch = collate(chunk, pad_id, split.side)
+        for rid, aspects in zip(batch["ids"], net.decode(batch)):
+            out[rid] = aspects
+    return {ex.id: out[ex.id] for ex in split.examples}
+
+
+@torch.no_grad()
+def masc_split(net, split, pad_id: int, batch_size: int = 32) -> dict[str, list[Aspect]]:
+    """MASC on gold aspects: the model's polarity for every gold span."""
+    from lrsa.model.inputs import collate
+
+    net.eval()
+    gold = {ex.id: ex for ex in split.examples}
+    out: dict[str, list[Aspect]] = {}
+    for chunk in batches(split.items, batch_size):
+        batch = collate(chunk, pad_id, split.side)
+        spans = [[a.span for a in gold[rid].aspects] for rid in batch["ids"]]
+        for rid, sp, pols in zip(batch["ids"], spans, net.classify_spans(batch, spans)):
+            out[rid] = [Aspect(start=s, end=e, polarity=p) for (s, e), p in zip(sp, pols)]
+    return out
+
+
+def as_aspects(pred: dict[str, list[tuple[int, int, str, float]]]) -> dict[str, list[Aspect]]:
+    return {k: [Aspect(start=s, end=e, polarity=p) for s, e, p, _ in v] for k, v in pred.items()}
+
+
+def write_predictions(pred: dict[str, list[tuple[int, int, str, float]]], path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.part")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        for rid, aspects in pred.items():
+            fh.write(json.dumps({"id": rid, "aspects": [
+                {"start": s, "end": e, "polarity": p, "confidence": round(c, 4)} for s, e, p, c in aspects]})
+                + "\n")
+    os.replace(tmp, path)
+
+
+def score_split(split, pred) -> dict[str, Any]:
+    from lrsa.training.metrics import score
+
+    return score(split.examples, as_aspects(pred))
+
+
+# --------------------------------------------------------------------------- state (resume)
+
+
+def _save_state(net, opt, sched, info: dict[str, Any], dest: Path) -> None:
+    from safetensors.torch import save_file, save_model
+
+    tmp = dest.with_name(f".{dest.name}.part")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    save_model(net, str(tmp / "model.safetensors"))
+    osd = opt.state_dict()
+    tensors = {}
+    for pid, st in osd["state"].items():
+        for k, v in st.items():
+            tensors[f"{pid}.{k}"] = v if torch.is_tensor(v) else torch.tensor(v)
+    tensors["rng.torch"] = torch.get_rng_state()
+    save_file(tensors, str(tmp / "optimizer.safetensors"))
+    info = {**info, "param_groups": osd["param_groups"], "sched_last_epoch": sched.last_epoch,
+            "rng_python": list(random.getstate()[1]), "rng_python_pos": random.getstate()[2]}
+    (tmp / "state.json").write_text(json.dumps(info, indent=1))
+    old = dest.with_name(f".{dest.name}.old")
+    shutil.rmtree(old, ignore_errors=True)
+    if dest.exists():
+        os.replace(dest, old)
+    os.replace(tmp, dest)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _load_state(net, opt, sched, src: Path) -> dict[str, Any]:
+    from safetensors.torch import load_file, load_model
+
+    load_model(net, str(src / "model.safetensors"), strict=True)
+    info = json.loads((src / "state.json").read_text())
+    tensors = load_file(str(src / "optimizer.safetensors"))
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    for key, v in tensors.items():
+        if key.startswith("rng."):
+            continue
+        pid, name = key.split(".", 1)
+        state.setdefault(int(pid), {})[name] = v
+    opt.load_state_dict({"state": state, "param_groups": info["param_groups"]})
+    sched.last_epoch = info["sched_last_epoch"]
+    sched._last_lr = [g["lr"] for g in opt.param_groups]
+    torch.set_rng_state(tensors["rng.torch"])
+    random.setstate((3, tuple(info["rng_python"]), info["rng_python_pos"]))
+    return info
+
+
+# --------------------------------------------------------------------------- curves
+
+
+CSV_FIELDS = ["epoch", "train_loss", "dev_jmasa_p", "dev_jmasa_r", "dev_jmasa_f1", "dev_mate_f1",
+              "dev_masc_joint_acc", "lr", "train_seconds", "train_examples_per_s", "eval_seconds"]
+
+
+def write_curves(history: list[dict[str, Any]], out: Path) -> None:
+    with open(out / ".metrics.csv.part", "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=CSV_FIELDS)
+        w.writeheader()
+        for row in history:
+            w.writerow({k: row.get(k) for k in CSV_FIELDS})
+    os.replace(out / ".metrics.csv.part", out / "metrics.csv")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ep = [r["epoch"] for r in history]
+    fig, ax = plt.subplots(1, 2, figsize=(9, 3.2))
+    ax[0].plot(ep, [r["train_loss"] for r in history], marker="o")
+    ax[0].set(title="train loss", xlabel="epoch")
+    ax[1].plot(ep, [r["dev_jmasa_f1"] for r in history], marker="o", label="JMASA F1")
+    ax[1].plot(ep, [r["dev_mate_f1"] for r in history], marker="s", label="MATE F1")
+    ax[1].set(title="dev", xlabel="epoch")
+    ax[1].legend()
+    fig.tight_layout()
+    fig.savefig(out / ".curves.part.png", dpi=80)
+    plt.close(fig)
+    os.replace(out / ".curves.part.png", out / "curves.png")
+
+
+# --------------------------------------------------------------------------- the loop
+
+
+def _meta(run: RunConfig, side_encoder, side_dim: int, rat_prov: dict | None) -> dict[str, Any]:
+    from lrsa.features.side_cache import weights_fingerprint
+
+    m = run.model
+    return {
+        "run": run.model_dump(),
+        "side_dim": side_dim,
+        "side_encoder": None if side_encoder is None else {
+            "backbone": side_encoder.backbone, "max_tokens": side_encoder.max_tokens,
+            "fingerprint": weights_fingerprint(side_encoder.path)},
+        "training": {"dataset": run.train.dataset,
+                     "rationale_source": run.train.rationale_source if m.uses_rationales else None,
+                     "rationale_provenance": rat_prov,
+                     "image_text_source": m.image_text_source if m.image_side == "captions" else None},
+    }
+
+
+def train(run: RunConfig, out_dir: str | Path, data_dir: str | Path | None = None,
+          cache_dir: str | Path | None = None, log: Log = print) -> dict[str, Any]:
+    """Train (or resume) one run into ``out_dir``; return its result (also in result.json)."""
+    from lrsa.features.side_cache import FrozenTextEncoder
+    from lrsa.features.text import load_tokenizer, resolve_backbone
+    from lrsa.model.inputs import collate
+    from lrsa.model.lrsa import LRSANet, save_checkpoint
+    from lrsa.training.data import load_split
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if (out / "result.json").exists():
+        log(f"{out}: already complete")
+        return json.loads((out / "result.json").read_text())
+    cfg_path = out / "config.json"
+    if cfg_path.exists():
+        old = RunConfig.model_validate_json(cfg_path.read_text())
+        if old.model_copy(update={"train": old.train.model_copy(update={"epochs": 0})}) != \
+                run.model_copy(update={"train": run.train.model_copy(update={"epochs": 0})}):
+            raise ValueError(f"{out} holds a run with a different config; use another --out directory")
+    write_json(cfg_path, run.model_dump())
+    t_cfg, m_cfg = run.train, run.model
+    set_threads(t_cfg.threads)
+    seed_everything(t_cfg.seed)
+
+    path = resolve_backbone(m_cfg.backbone)
+    tok = load_tokenizer(path)
+    rationales, rat_prov = None, None
+    if m_cfg.uses_rationales:
+        from lrsa.rationales import load_bundle
+
+        rationales = load_bundle(t_cfg.dataset, t_cfg.rationale_source)
+        first = next(iter(rationales.values()))
+        rat_prov = first.provenance
+    side_encoder = None
+    side_dim = 0
+    needs_side = m_cfg.uses_rationales or m_cfg.image_side == "captions"
+    if needs_side and m_cfg.side_encoder == "frozen":
+        side_encoder = FrozenTextEncoder(m_cfg.side_backbone or m_cfg.backbone, m_cfg.side_max_tokens,
+                                         cache_dir=cache_dir)
+        side_dim = side_encoder.hidden_size
+    t0 = time.perf_counter()
+    splits = {s: load_split(run, s, tok, side_encoder, data_dir, rationales, lim) for s, lim in
+              (("train", t_cfg.train_limit), ("dev", t_cfg.dev_limit))}
+    log(f"data ready in {time.perf_counter() - t0:.1f}s: train {len(splits['train'].items)}, "
+        f"dev {len(splits['dev'].items)}" + (f"; side states {side_encoder.stats}" if side_encoder else ""))
+
+    if needs_side and m_cfg.side_encoder == "shared":
+        from transformers import AutoConfig
+
+        side_dim = int(AutoConfig.from_pretrained(path).hidden_size)
+    net = LRSANet(m_cfg, path, side_dim=side_dim or 1)
+    enc_params = [p for n, p in net.named_parameters() if n.startswith("encoder.") and p.requires_grad]
+    other = [p for n, p in net.named_parameters() if not n.startswith("encoder.") and p.requires_grad]
+    opt = torch.optim.AdamW([{"params": enc_params, "lr": t_cfg.lr}, {"params": other, "lr": t_cfg.head_lr}],
+                            weight_decay=t_cfg.weight_decay, foreach=True)
+    n_train = len(splits["train"].items)
+    steps_per_epoch = math.ceil(n_train / t_cfg.batch_size)
+    if t_cfg.max_steps_per_epoch:
+        steps_per_epoch = min(steps_per_epoch, t_cfg.max_steps_per_epoch)
+    total = max(1, steps_per_epoch * t_cfg.epochs)
+    warm = max(1, int(t_cfg.warmup * total))
+
+    def lr_at(step: int) -> float:
+        return (step + 1) / warm if step < warm else max(0.0, (total - step) / max(1, total - warm))
+
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
+    history: list[dict[str, Any]] = []
+    best_f1, best_epoch, start_epoch = -1.0, -1, 0
+    if (out / "state" / "state.json").exists():
+        info = _load_state(net, opt, sched, out / "state")
+        history, best_f1, best_epoch = info["history"], info["best_f1"], info["best_epoch"]
+        start_epoch = info["epoch"] + 1
+        log(f"resumed after epoch {info['epoch']} (best dev JMASA F1 {best_f1:.2f} at epoch {best_epoch})")
+    meta = _meta(run, side_encoder, side_dim, rat_prov)
+    pad = tok.pad_token_id or 0
+    stopped = "epochs"
+    for epoch in range(start_epoch, t_cfg.epochs):
+        if epoch - best_epoch > t_cfg.patience and best_epoch >= 0:
+            stopped = "early"
+            break
+        net.train()
+        g = torch.Generator().manual_seed(t_cfg.seed * 1000 + epoch)
+        order = torch.randperm(n_train, generator=g).tolist()[: steps_per_epoch * t_cfg.batch_size]
+        t1, losses, seen = time.perf_counter(), [], 0
+        for chunk in batches(splits["train"].items, t_cfg.batch_size, order):
+            batch = collate(chunk, pad, splits["train"].side)
+            loss = net.loss(batch)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_([p for p in net.parameters() if p.requires_grad], t_cfg.clip)
+            opt.step()
+            sched.step()
+            losses.append(float(loss.detach()))
+            seen += len(chunk)
+        train_s = time.perf_counter() - t1
+        t2 = time.perf_counter()
+        dev_pred = predict_split(net, splits["dev"], pad)
+        dev = score_split(splits["dev"], dev_pred)
+        row = {"epoch": epoch, "train_loss": round(sum(losses) / max(1, len(losses)), 5),
+               "dev_jmasa_p": dev["jmasa"]["p"], "dev_jmasa_r": dev["jmasa"]["r"],
+               "dev_jmasa_f1": dev["jmasa"]["f1"], "dev_mate_f1": dev["mate"]["f1"],
+               "dev_masc_joint_acc": dev["masc_joint"]["acc"], "lr": sched.get_last_lr()[0],
+               "train_seconds": round(train_s, 2), "train_examples_per_s": round(seen / train_s, 2),
+               "eval_seconds": round(time.perf_counter() - t2, 2)}
+        history.append(row)
+        log(f"epoch {epoch}: loss {row['train_loss']:.4f} dev JMASA F1 {row['dev_jmasa_f1']:.2f} "
+            f"MATE F1 {row['dev_mate_f1']:.2f} ({train_s:.0f}s, {row['train_examples_per_s']} ex/s)")
+        if dev["jmasa"]["f1"] > best_f1:
+            best_f1, best_epoch = dev["jmasa"]["f1"], epoch
+            save_checkpoint(net, tok, {**meta, "training": {**meta["training"], "best_epoch": epoch,
+                                                            "dev": dev}}, out / "best")
+            write_predictions(dev_pred, out / "predictions_dev.jsonl")
+        _save_state(net, opt, sched, {"epoch": epoch, "history": history, "best_f1": best_f1,
+                                      "best_epoch": best_epoch}, out / "state")
+        write_curves(history, out)
+    return finish(run, out, data_dir, cache_dir, history, best_epoch, stopped, log)
+
+
+def finish(run: RunConfig, out: Path, data_dir, cache_dir, history, best_epoch, stopped, log: Log) -> dict:
+    """Score the dev-best checkpoint on test once; write scores.json and result.json."""
+    from lrsa.api import LRSA
+
+    model = LRSA.from_pretrained(out / "best", cache_dir=cache_dir)
+    result: dict[str, Any] = {"config": run.model_dump(), "best_epoch": best_epoch, "stopped": stopped,
+                              "epochs_run": len(history), "history": history,
+                              "train_seconds": round(sum(r["train_seconds"] for r in history), 1)}
+    for split, lim in (("dev", run.train.dev_limit), ("test", run.train.test_limit)):
+        if split == "test" and not run.train.eval_test:
+            continue
+        t0 = time.perf_counter()
+        ev = model.evaluate_split(run.train.dataset, split, data_dir=data_dir, limit=lim)
+        write_predictions(ev["predictions"], out / f"predictions_{split}.jsonl")
+        result[split] = ev["scores"]
+        result[f"{split}_seconds"] = round(time.perf_counter() - t0, 1)
+        log(f"{split}: JMASA F1 {ev['scores']['jmasa']['f1']:.2f} MATE F1 {ev['scores']['mate']['f1']:.2f}")
+    model.record_scores(out / "best", dev=result.get("dev"), test=result.get("test"))
+    write_json(out / "scores.json", {k: result.get(k) for k in ("dev", "test")})
+    write_curves(history, out)
+    write_json(out / "result.json", result)
+    shutil.rmtree(out / "state", ignore_errors=True)
+    return result
