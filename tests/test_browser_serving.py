@@ -10,6 +10,7 @@ browser), set LRSA_SKIP_BROWSER_TESTS=1.
 
 from __future__ import annotations
 
+import base64
 import os
 import shutil
 from pathlib import Path
@@ -80,7 +81,15 @@ def _page(browser, server_url: str, **context_kw):
     return context, page, outside, console_errors
 
 
-def _submit_and_check(browser, server_url: str, post: dict, photo: Path, shot: Path) -> dict:
+_DROP = """async (b64) => {
+  const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+  const dt = new DataTransfer();
+  dt.items.add(new File([bytes], "chelsea.jpg", {type: "image/jpeg"}));
+  document.getElementById("drop").dispatchEvent(new DragEvent("drop", {dataTransfer: dt, bubbles: true, cancelable: true}));
+}"""
+
+
+def _submit_and_check(browser, server_url: str, post: dict, photo: Path, shot: Path, drop: bool = False) -> dict:
     """Submit `post` with `photo` through the page; check it shows what the JSON API answers."""
     fields = {k: post[k] for k in ("text", "image_text") if post.get(k)}
     with open(photo, "rb") as fh:
@@ -93,7 +102,10 @@ def _submit_and_check(browser, server_url: str, post: dict, photo: Path, shot: P
     page.fill("#text", post["text"])
     if post.get("image_text"):
         page.fill("#image-text", post["image_text"])
-    page.set_input_files("#image", str(photo))
+    if drop:  # drag and drop onto the drop zone
+        page.evaluate(_DROP, base64.b64encode(photo.read_bytes()).decode())
+    else:
+        page.set_input_files("#image", str(photo))
     assert page.is_visible("#preview")
     page.click("#submit")
     page.wait_for_selector("#result:not([hidden])", timeout=60_000)
@@ -145,7 +157,8 @@ def test_page_highlights_each_sentiment(browser, artifacts_dir, tmp_path):
     photo.write_bytes(photo_jpeg())
     post = {"text": "Chelsea the cat loves Mondays , says Garfield", "image_text": "a tabby cat"}
     with InThreadServer(create_app(StubPredictor())) as server:
-        api = _submit_and_check(browser, server.url, post, photo, artifacts_dir / "serving_page_aspects.png")
+        api = _submit_and_check(browser, server.url, post, photo, artifacts_dir / "serving_page_aspects.png",
+                                drop=True)
     assert [(a["text"], a["polarity"]) for a in api["aspects"]] == [
         ("Chelsea", "POS"), ("Mondays", "NEU"), ("Garfield", "NEG")]
 
