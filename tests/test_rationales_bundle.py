@@ -111,3 +111,58 @@ def test_templates_are_versioned_files_with_hashes():
         assert re.fullmatch(r"[0-9a-f]{12}", t.hash) and "$text" in t.user
     with pytest.raises(FileNotFoundError, match="text_v999"):
         load_template("text", "v999")
+
+
+def _run_cli(*args: str):
+    from typer.testing import CliRunner
+
+    from lrsa.cli import app
+
+    return CliRunner().invoke(app, ["rationales", *args], catch_exceptions=False)
+
+
+@pytest.mark.data
+def test_cli_show_export_import_roundtrip(tmp_path):
+    out = _run_cli("show", "--dataset", "twitter2017", "test-3")
+    assert out.exit_code == 0 and "L_t:   Overall the tweet" in out.output and "tweet: " in out.output
+    jsonl = tmp_path / "t17.jsonl"
+    assert _run_cli("export", "--dataset", "twitter2017", "--out", str(jsonl)).exit_code == 0
+    lines = jsonl.read_text().splitlines()
+    assert len(lines) == 2910 and '"provenance"' in lines[0]
+    res = _run_cli("import", str(jsonl), "--dataset", "twitter2017", "--source", "mine", "--model", "x",
+                   "--bundle-root", str(tmp_path))
+    assert res.exit_code == 0, res.output
+    mine, orig = load_bundle("twitter2017", "mine", tmp_path), load_bundle("twitter2017")
+    assert {k: (r.text, r.image) for k, r in mine.items()} == {k: (r.text, r.image) for k, r in orig.items()}
+    assert mine["dev-0"].provenance["imported_from"] == "t17.jsonl"
+    jsonl.write_text("\n".join(lines[:5]) + "\n")
+    bad = _run_cli("import", str(jsonl), "--dataset", "twitter2017", "--source", "m2", "--bundle-root", str(tmp_path))
+    assert bad.exit_code == 2 and "have no record" in bad.output
+    assert not (tmp_path / "twitter2017" / "m2.jsonl.gz").exists()
+
+
+@pytest.mark.data
+def test_cli_generate_import_backend_writes_report_and_bundle(tmp_path):
+    rep = tmp_path / "r.json"
+    res = _run_cli("generate", "--dataset", "twitter2015", "--split", "dev", "--backend", "import", "--limit", "7",
+                   "--report", str(rep), "--bundle", "--bundle-root", str(tmp_path), "--no-progress")
+    assert res.exit_code == 0, res.output
+    import json
+
+    r = json.loads(rep.read_text())
+    assert r["requested"] == 7 and r["generated"] == 7 and r["skipped"] == 7  # L_i from captions; no L_t
+    b = load_bundle("twitter2015", "import", tmp_path)
+    assert sorted(b) == [f"dev-{i}" for i in range(7)]
+    assert all(x.text == "" and x.image.count(".") >= 3 for x in b.values())
+
+
+def test_rationalize_one_post_with_lexicon():
+    from lrsa.rationales import make_backend, rationalize
+
+    r = rationalize("I love the new phone #iPhone15Pro but @Apple support was awful 😡", make_backend("lexicon"),
+                    image_texts=["a phone on a wooden table", "a phone on a table"])
+    assert "Positive words: love" in r.text and "awful" in r.text and "@Apple" in r.text
+    assert "#iPhone15Pro (i Phone 15 Pro)" in r.text and "enraged face" in r.text
+    assert r.image == ("The image and the tweet share the words: phone. "
+                       "The image shows a phone on a wooden table; a phone on a table.")
+    assert r.provenance["backend"] == "lexicon"

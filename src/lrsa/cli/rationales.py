@@ -43,7 +43,8 @@ def generate(
     split: str = typer.Option("all", help="split name, comma list, or 'all'"),
     backend: str = typer.Option("lexicon", help="openai | local | lexicon | import"),
     limit: Optional[int] = typer.Option(None, help="only the first N posts (in split order)"),
-    concurrency: int = typer.Option(4, help="requests in flight at once"),
+    concurrency: Optional[int] = typer.Option(
+        None, help="requests in flight at once [default: 8; local: its batch size]"),
     cache: Optional[Path] = typer.Option(None, help="SQLite cache file [default: user cache dir]"),
     report: Optional[Path] = typer.Option(None, help="also save the JSON report here"),
     out: Optional[Path] = typer.Option(None, help="write the rationales as JSONL (.jsonl or .jsonl.gz)"),
@@ -85,6 +86,8 @@ def generate(
                             max_new_tokens=max_new_tokens, batch_size=batch_size, threads=threads,
                             file=import_file)
     be = make_backend(backend, **opts)
+    if concurrency is None:
+        concurrency = getattr(be, "batch_size", 8)
     store = None
     if be.cacheable:
         cache = cache or default_cache_path()
