@@ -72,6 +72,7 @@ def generate(
     """Generate rationales for a dataset; only parts missing from the cache are requested."""
     import time
 
+    from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from lrsa.rationales import RationaleCache, dataset_inputs, make_backend, write_bundle
@@ -98,7 +99,8 @@ def generate(
         prices = {"prompt": price_prompt or 0.0, "completion": price_completion or 0.0}
     t0 = time.time()
     with Progress(TextColumn(f"{dataset} {backend}"), BarColumn(), MofNCompleteColumn(),
-                  TimeRemainingColumn(), disable=not progress, transient=False) as bar:
+                  TimeRemainingColumn(), console=Console(stderr=True), disable=not progress,
+                  transient=False) as bar:
         task = bar.add_task("parts", total=None)
 
         def on_progress(done: int, total: int) -> None:
