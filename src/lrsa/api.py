@@ -83,6 +83,30 @@ class LRSA:
         return cls(net, tok, meta, p, cache_dir=cache_dir, rationale_backend=rationale_backend,
                    threads=threads)
 
+    @classmethod
+    def build(cls, run: Any, **kwargs: Any) -> "LRSA":
+        """An untrained model from a ``RunConfig`` (pretrained backbone, fresh fusion and host)."""
+        from lrsa.features.side_cache import FrozenTextEncoder
+        from lrsa.features.text import load_tokenizer, resolve_backbone
+        from lrsa.model.lrsa import LRSANet
+        from lrsa.training.loop import _meta
+
+        m = run.model
+        path = resolve_backbone(m.backbone)
+        side = None
+        side_dim = 1
+        if (m.uses_rationales or m.image_side == "captions"):
+            if m.side_encoder == "frozen":
+                side = FrozenTextEncoder(m.side_backbone or m.backbone, m.side_max_tokens)
+                side_dim = side.hidden_size
+            else:
+                from transformers import AutoConfig
+
+                side_dim = int(AutoConfig.from_pretrained(path).hidden_size)
+        net = LRSANet(m, path, side_dim=side_dim)
+        meta = {"format": "lrsa-checkpoint", **_meta(run, side, side_dim, None)}
+        return cls(net, load_tokenizer(path), meta, None, **kwargs)
+
     def save_pretrained(self, path: str | Path) -> Path:
         from lrsa.model.lrsa import save_checkpoint
 

@@ -45,6 +45,9 @@ class ModelConfig(_Strict):
     side_encoder: SideEncoder = "frozen"  # frozen: cached states of the pretrained backbone
     side_backbone: str | None = None  # encoder of side texts when frozen; default = backbone
     side_max_tokens: int = 48
+    # fine-tune only the top N transformer layers; the frozen lower layers' states are cached on disk
+    # during training (BERT-family backbones). None = fine-tune every layer.
+    train_layers: int | None = None
     freeze_embeddings: bool = True  # word-piece embeddings stay pretrained (half of MiniLM's weights)
     casing: bool = True  # word-level casing / tweet-sign features (the backbones are uncased)
     max_tokens: int = 256

@@ -33,9 +33,18 @@ class LRSANet(nn.Module):
         self.cfg = cfg
         self.encoder = load_encoder(encoder_path, pretrained=pretrained)
         H = int(self.encoder.config.hidden_size)
-        if cfg.freeze_embeddings:
+        if cfg.freeze_embeddings or cfg.train_layers is not None:
             for p in self.encoder.get_input_embeddings().parameters():
                 p.requires_grad_(False)
+        self.n_frozen = 0
+        if cfg.train_layers is not None:
+            layers = self._layers()
+            self.n_frozen = max(0, len(layers) - cfg.train_layers)
+            for p in self.encoder.embeddings.parameters():
+                p.requires_grad_(False)
+            for layer in layers[:self.n_frozen]:
+                for p in layer.parameters():
+                    p.requires_grad_(False)
         self.hidden = H
         self.casing = nn.Linear(len(CASING_FEATURES), H) if cfg.casing else None
         self.word_norm = nn.LayerNorm(H)
@@ -57,9 +66,31 @@ class LRSANet(nn.Module):
 
     # ---------------------------------------------------------------- forward pieces
 
+    def _layers(self):
+        layers = getattr(getattr(self.encoder, "encoder", None), "layer", None)
+        if layers is None or not hasattr(self.encoder, "_create_attention_masks"):
+            raise ValueError(f"train_layers needs a BERT-family backbone (encoder.layer); "
+                             f"{type(self.encoder).__name__} is not one: set model.train_layers: null")
+        return layers
+
+    @torch.no_grad()
+    def lower_states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Output of the frozen lower layers (cached during training; identical to the live path)."""
+        out = self.encoder(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True)
+        return out.hidden_states[self.n_frozen]
+
     def words(self, batch: dict[str, Any]) -> torch.Tensor:
-        out = self.encoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
-        h = out.last_hidden_state
+        if self.n_frozen and "lower" in batch["side"]:
+            h = batch["side"]["lower"][0]
+            att = batch["attention_mask"][:, :h.size(1)]
+            mask, _ = self.encoder._create_attention_masks(attention_mask=att, encoder_attention_mask=None,
+                                                           embedding_output=h, encoder_hidden_states=None,
+                                                           cache=None)
+            for layer in self._layers()[self.n_frozen:]:
+                h = layer(h, mask)
+        else:
+            out = self.encoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+            h = out.last_hidden_state
         w = torch.gather(h, 1, batch["first"].unsqueeze(-1).expand(-1, -1, h.size(-1)))
         if self.casing is not None:
             w = w + self.casing(batch["feats"])

@@ -81,3 +81,49 @@ def load_split(run: RunConfig, split: str, tokenizer: Any, side_encoder: FrozenT
         else:
             tables[kind] = token_table(tokenizer, tx, run.model.side_max_tokens)
     return Split(split, examples, items, tables)
+
+
+def attach_lower_states(split: Split, net: Any, fingerprint: str, cache_dir: str | Path | None,
+                        batch_size: int = 32) -> None:
+    """Cache the frozen lower layers' output for every item (``split.side["lower"]``, float32)."""
+    import hashlib
+
+    from lrsa.features.side_cache import atomic_save_safetensors
+
+    if not net.n_frozen:
+        return
+    h = hashlib.sha256(f"{fingerprint}:{net.n_frozen}".encode())
+    for it in split.items:
+        h.update(str(it.ids).encode())
+    path = Path(cache_dir) / "lower" / f"{h.hexdigest()}.safetensors" if cache_dir else None
+    if path is not None and path.exists():
+        from safetensors.torch import load_file
+
+        d = load_file(str(path))
+        states, mask = d["states"], d["mask"].bool()
+    else:
+        n, L = len(split.items), max(len(it.ids) for it in split.items)
+        states = torch.zeros(n, L, net.hidden)
+        mask = torch.zeros(n, L, dtype=torch.bool)
+        was = net.training
+        net.eval()
+        order = sorted(range(n), key=lambda i: len(split.items[i].ids))
+        for b in range(0, n, batch_size):
+            idx = order[b:b + batch_size]
+            ll = max(len(split.items[i].ids) for i in idx)
+            ids = torch.zeros(len(idx), ll, dtype=torch.long)
+            att = torch.zeros(len(idx), ll, dtype=torch.long)
+            for r, i in enumerate(idx):
+                ids[r, :len(split.items[i].ids)] = torch.tensor(split.items[i].ids)
+                att[r, :len(split.items[i].ids)] = 1
+            out = net.lower_states(ids, att)
+            for r, i in enumerate(idx):
+                li = len(split.items[i].ids)
+                states[i, :li] = out[r, :li]
+                mask[i, :li] = True
+        net.train(was)
+        if path is not None:
+            atomic_save_safetensors({"states": states, "mask": mask.to(torch.uint8)}, path)
+    split.side["lower"] = (states, mask)
+    for i, it in enumerate(split.items):
+        it.side_index["lower"] = i

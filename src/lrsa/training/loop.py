@@ -218,15 +218,15 @@ def train(run: RunConfig, out_dir: str | Path, data_dir: str | Path | None = Non
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    if (out / "result.json").exists():
-        log(f"{out}: already complete")
-        return json.loads((out / "result.json").read_text())
     cfg_path = out / "config.json"
     if cfg_path.exists():
         old = RunConfig.model_validate_json(cfg_path.read_text())
         if old.model_copy(update={"train": old.train.model_copy(update={"epochs": 0})}) != \
                 run.model_copy(update={"train": run.train.model_copy(update={"epochs": 0})}):
             raise ValueError(f"{out} holds a run with a different config; use another --out directory")
+    if (out / "result.json").exists():
+        log(f"{out}: already complete")
+        return json.loads((out / "result.json").read_text())
     write_json(cfg_path, run.model_dump())
     t_cfg, m_cfg = run.train, run.model
     set_threads(t_cfg.threads)
@@ -259,6 +259,14 @@ def train(run: RunConfig, out_dir: str | Path, data_dir: str | Path | None = Non
 
         side_dim = int(AutoConfig.from_pretrained(path).hidden_size)
     net = LRSANet(m_cfg, path, side_dim=side_dim or 1)
+    if net.n_frozen:
+        from lrsa.features.side_cache import weights_fingerprint
+        from lrsa.training.data import attach_lower_states
+
+        t0 = time.perf_counter()
+        for sp in splits.values():
+            attach_lower_states(sp, net, weights_fingerprint(path), cache_dir)
+        log(f"lower {net.n_frozen} layers frozen, their states cached in {time.perf_counter() - t0:.1f}s")
     enc_params = [p for n, p in net.named_parameters() if n.startswith("encoder.") and p.requires_grad]
     other = [p for n, p in net.named_parameters() if not n.startswith("encoder.") and p.requires_grad]
     opt = torch.optim.AdamW([{"params": enc_params, "lr": t_cfg.lr}, {"params": other, "lr": t_cfg.head_lr}],

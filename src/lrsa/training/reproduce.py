@@ -45,16 +45,18 @@ class Profile:
     hosts: tuple[str, ...]
     seeds: dict[str, int]  # variant -> number of seeds
     train: dict[str, Any]  # TrainConfig overrides
+    model: dict[str, Any] = None  # ModelConfig overrides
     political: tuple[str, ...] = ("text", "lrsa")  # variants run on political_twitter (better host, 1 seed)
 
 
 PROFILES = {
     # ≤ 15 min on 2 shared cores: small subsets, 2 epochs; a smoke-scale reproduction of the table.
     "quick": Profile("quick", ("twitter2015",), HOSTS, {v: 1 for v in VARIANTS},
-                     {"train_limit": 200, "dev_limit": 100, "test_limit": 200, "epochs": 2, "patience": 1}),
+                     {"train_limit": 200, "dev_limit": 100, "test_limit": 200, "epochs": 2, "patience": 1},
+                     {"train_layers": 2}),
     # the committed table: full splits, early stopping on dev JMASA F1.
     "full": Profile("full", DATASETS, HOSTS, {"text": 3, "image": 1, "concat": 1, "lrsa": 3},
-                    {"epochs": 5, "patience": 1}),
+                    {"epochs": 5, "patience": 1}, {"train_layers": 2}),
 }
 
 
@@ -98,7 +100,8 @@ def plan(profile: Profile, datasets: list[str] | None = None, hosts: list[str] |
 def run_config(profile: Profile, spec: RunSpec, base: dict[str, Any] | None = None,
                threads: int | None = None) -> RunConfig:
     over = {**variant_overrides(spec.variant), "model.host": spec.host, "train.dataset": spec.dataset,
-            "train.seed": spec.seed, **{f"train.{k}": v for k, v in profile.train.items()}}
+            "train.seed": spec.seed, **{f"train.{k}": v for k, v in profile.train.items()},
+            **{f"model.{k}": v for k, v in (profile.model or {}).items()}}
     if threads:
         over["train.threads"] = threads
     return RunConfig.model_validate(apply_overrides({**(base or {}), "name": spec.key.replace("/", "-")}, over))
@@ -124,6 +127,7 @@ def reproduce(profile_name: str, runs: str | Path = "runs/reproduce", results: s
     cache_dir = Path(cache_dir) if cache_dir else runs / "cache"
     specs = plan(profile, datasets, hosts, variants, seeds)
     done = 0
+    failed: list[str] = []
     t0 = time.perf_counter()
     for spec in specs:
         out = run_dir(runs, profile, spec)
@@ -132,14 +136,22 @@ def reproduce(profile_name: str, runs: str | Path = "runs/reproduce", results: s
         if max_runs is not None and done >= max_runs:
             break
         log(f"[{time.perf_counter() - t0:6.0f}s] run {spec.key}")
-        train(run_config(profile, spec, base, threads), out, data_dir=data_dir, cache_dir=cache_dir,
-              log=lambda m: log(f"  {m}"))
+        try:
+            train(run_config(profile, spec, base, threads), out, data_dir=data_dir, cache_dir=cache_dir,
+                  log=lambda m: log(f"  {m}"))
+        except (FileNotFoundError, ValueError, KeyError, RuntimeError) as err:
+            # one failed run (e.g. a missing rationale bundle) must not stop the table; it stays missing
+            log(f"  FAILED {spec.key}: {type(err).__name__}: {err}")
+            failed.append(spec.key)
+            continue
         done += 1
         for d in {spec.dataset}:
             write_report(profile, runs, results, d, specs, data_dir)
     paths = {}
     for d in dict.fromkeys(s.dataset for s in specs):
         paths[d] = write_report(profile, runs, results, d, specs, data_dir)
+    if failed:
+        log(f"{len(failed)} run(s) failed: {', '.join(failed)}")
     log(f"{done} run(s) trained in {time.perf_counter() - t0:.0f}s; reports: "
         + ", ".join(str(p) for p in paths.values()))
     return paths
@@ -210,7 +222,8 @@ def write_report(profile: Profile, runs: Path, results: Path, dataset: str, spec
             cfg_example = run_config(profile, s).model_dump()
             break
     report = {"commit": _git_commit(), "profile": profile.name,
-              "config": {"profile_train_overrides": profile.train, "seeds": profile.seeds,
+              "config": {"profile_train_overrides": profile.train, "profile_model_overrides": profile.model,
+                         "seeds": profile.seeds,
                          "base_run_config": cfg_example},
               "data_sha256": data_checksums(dataset, data_dir), "rows": rows}
     out = results / dataset
