@@ -199,3 +199,27 @@ def test_text_only_model_predicts_without_an_image():
     assert preds[0].words == ["Obama", "meets", "Merkel", "in", "Berlin"]
     with pytest.raises(ValueError, match="empty text"):
         model.predict("   ")
+
+
+def test_cached_lower_layers_match_the_live_encoder():
+    from lrsa.data.schema import Example
+    from lrsa.features.text import load_tokenizer, resolve_backbone
+    from lrsa.model.inputs import collate, encode_post
+    from lrsa.model.lrsa import LRSANet
+    from lrsa.training.data import Split, attach_lower_states
+
+    run = _run(**variant_overrides("text"), **{"model.train_layers": 2})
+    path = resolve_backbone("minilm")
+    tok = load_tokenizer(path)
+    net = LRSANet(run.model, path, side_dim=1).eval()
+    assert net.n_frozen == 4
+    trainable = {n.split(".")[2] + "." + n.split(".")[3] for n, p in net.named_parameters()
+                 if p.requires_grad and n.startswith("encoder.encoder.layer")}
+    assert trainable == {"layer.4", "layer.5"}
+    texts = ["RT @ Obama : meeting Merkel in Berlin today", "I love New York", "#GameOfThrones is back !"]
+    exs = [Example(id=f"x-{i}", words=t.split()) for i, t in enumerate(texts)]
+    split = Split("x", exs, [encode_post(tok, e.id, e.words, 256) for e in exs])
+    live = net.words(collate(split.items, tok.pad_token_id, {}))
+    attach_lower_states(split, net, "test", None)
+    cached = net.words(collate(split.items, tok.pad_token_id, split.side))
+    assert torch.allclose(live, cached, atol=1e-5)
