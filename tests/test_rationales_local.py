@@ -11,18 +11,18 @@ from lrsa.rationales.local import GGUF_NAME, default_gguf
 @pytest.mark.slow
 def test_smollm2_generates_a_rationale(tmp_path):
     assert default_gguf().name == GGUF_NAME
-    be = make_backend("local", max_new_tokens=24, batch_size=2)
+    be = make_backend("local", max_new_tokens=16, batch_size=2)
     inp = RationaleInput(id="t0", text="I loved seeing @VerticalHorizon on Saturday at the festival. Brilliant!",
                          image_texts=("a man singing into a microphone on a stage",))
     with RationaleCache(tmp_path / "c.sqlite") as cache:
         res = generate([inp], be, cache=cache, concurrency=2)
         rep = res.report
         assert rep.generated == 2 and rep.failed == 0 and not res.missing
-        assert 0 < rep.completion_tokens <= 2 * 24 and rep.prompt_tokens > 50
+        assert 0 < rep.completion_tokens <= 2 * 16 and rep.prompt_tokens > 50
         r = res.rationales["t0"]
         assert len(r.text.split()) >= 3 and len(r.image.split()) >= 3, r
         assert "<|im_" not in r.text + r.image
         assert r.provenance["backend"] == "local" and "@sha256:" in r.provenance["model"]
-        assert r.provenance["settings"]["max_new_tokens"] == 24
-        again = generate([inp], make_backend("local", max_new_tokens=24, batch_size=2), cache=cache)
+        assert r.provenance["settings"]["max_new_tokens"] == 16
+        again = generate([inp], make_backend("local", max_new_tokens=16, batch_size=2), cache=cache)
     assert again.report.calls == 0 and again.report.cached == 2 and again.rationales["t0"].text == r.text
