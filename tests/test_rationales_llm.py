@@ -238,3 +238,39 @@ def test_kill_9_then_resume(tmp_path):
             "wall_s"} <= set(rep)
     assert rep["requested"] == 80 and rep["cached"] == len(kept) and rep["generated"] == 80 - len(kept)
     assert rep["failed"] == 0
+
+
+def test_cli_streams_user_posts_in_chunks(tmp_path):
+    """--input: a user's JSONL of posts, processed in chunks, priced, written as JSONL; rerun = 0 calls."""
+    from typer.testing import CliRunner
+
+    from lrsa.cli import app
+
+    posts = tmp_path / "posts.jsonl"
+    posts.write_text("".join(json.dumps({"id": f"u{i}", "text": f"Post {i} about the #WorldCup final",
+                                         "image_texts": ["a football stadium at night"] if i % 2 else []}) + "\n"
+                             for i in range(23)))
+    out, rep, cache = tmp_path / "out.jsonl.gz", tmp_path / "rep.json", tmp_path / "c.sqlite"
+    with FakeLLMServer() as srv:
+        args = ["rationales", "generate", "--input", str(posts), "--backend", "openai", "--base-url", srv.url,
+                "--model", "fake", "--cache", str(cache), "--chunk-size", "5", "--out", str(out), "--report",
+                str(rep), "--price-prompt", "1.0", "--price-completion", "2.0", "--no-progress"]
+        res = CliRunner().invoke(app, args, catch_exceptions=False)
+        assert res.exit_code == 0, res.output
+        n = len(srv.log)
+        again = CliRunner().invoke(app, args, catch_exceptions=False)
+        assert again.exit_code == 0 and len(srv.log) == n
+    r = json.loads(rep.read_text())
+    assert n == 23 + 11 and r["cached"] == 34 and r["calls"] == 0 and r["skipped"] == 12
+    import gzip
+
+    recs = [json.loads(line) for line in gzip.open(out, "rt")]
+    assert [x["id"] for x in recs] == [f"u{i}" for i in range(23)]
+    assert recs[1]["image"].startswith("This image rationale") and recs[0]["image"] == ""
+    first = json.loads(res.output[res.output.index("{"):])
+    assert first["generated"] == 34 and first["est_cost_usd"] == pytest.approx(
+        (first["prompt_tokens"] * 1.0 + first["completion_tokens"] * 2.0) / 1e6)
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"id": "a", "text": "ok"}\n{"id": "b"}\n')
+    res = CliRunner().invoke(app, ["rationales", "generate", "--input", str(bad), "--backend", "lexicon"])
+    assert res.exit_code != 0 and "line 2" in str(res.exception)

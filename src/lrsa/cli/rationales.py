@@ -39,8 +39,11 @@ def _backend_options(backend: str, **kw) -> dict:
 
 @rationales_app.command()
 def generate(
-    dataset: str = typer.Option(..., help="named dataset, e.g. twitter2015"),
+    dataset: Optional[str] = typer.Option(None, help="named dataset, e.g. twitter2015"),
+    input: Optional[Path] = typer.Option(None, "--input",
+                                         help="your posts instead: JSONL {id, text, image?, image_texts?}"),
     split: str = typer.Option("all", help="split name, comma list, or 'all'"),
+    chunk_size: int = typer.Option(5000, help="--input: posts held in memory at once"),
     backend: str = typer.Option("lexicon", help="openai | local | lexicon | import"),
     limit: Optional[int] = typer.Option(None, help="only the first N posts (in split order)"),
     concurrency: Optional[int] = typer.Option(
@@ -69,7 +72,7 @@ def generate(
     price_completion: Optional[float] = typer.Option(None, help="USD per 1M completion tokens"),
     progress: bool = typer.Option(True, help="show a progress bar"),
 ) -> None:
-    """Generate rationales for a dataset; only parts missing from the cache are requested."""
+    """Generate rationales for a dataset or a JSONL of posts; only parts missing from the cache are requested."""
     import time
 
     from rich.console import Console
@@ -78,10 +81,17 @@ def generate(
     from lrsa.rationales import RationaleCache, dataset_inputs, make_backend, write_bundle
     from lrsa.rationales.generate import generate as run
 
-    splits = _splits(dataset, split)
-    inputs = dataset_inputs(dataset, splits, data_dir)
-    if limit is not None:
-        inputs = inputs[:limit]
+    if (dataset is None) == (input is None):
+        raise typer.BadParameter("give exactly one of --dataset NAME or --input FILE")
+    if input is not None and bundle:
+        raise typer.BadParameter("--bundle is for named datasets; use --out with --input")
+    splits: list[str] = []
+    inputs: list = []
+    if dataset is not None:
+        splits = _splits(dataset, split)
+        inputs = dataset_inputs(dataset, splits, data_dir)
+        if limit is not None:
+            inputs = inputs[:limit]
     opts = _backend_options(backend, model=model, base_url=base_url, api_key_env=api_key_env, vision=vision,
                             timeout_s=timeout, max_retries=retries, rpm=rpm, temperature=temperature,
                             max_new_tokens=max_new_tokens, batch_size=batch_size, threads=threads,
@@ -97,6 +107,10 @@ def generate(
     prices = None
     if price_prompt is not None or price_completion is not None:
         prices = {"prompt": price_prompt or 0.0, "completion": price_completion or 0.0}
+    if input is not None:
+        _generate_stream(input, be, store, out, report, limit, chunk_size, concurrency, max_tokens, prices,
+                         progress)
+        return
     t0 = time.time()
     with Progress(TextColumn(f"{dataset} {backend}"), BarColumn(), MofNCompleteColumn(),
                   TimeRemainingColumn(), console=Console(stderr=True), disable=not progress,
@@ -132,6 +146,61 @@ def generate(
                                                                   "completion_tokens", "flagged")}})
         typer.echo(f"bundle: {path} ({path.stat().st_size} bytes)", err=True)
     if res.missing:
+        raise typer.Exit(2)
+
+
+def _generate_stream(input: Path, be, store, out: Optional[Path], report: Optional[Path], limit: Optional[int],
+                     chunk_size: int, concurrency: int, max_tokens: int, prices, progress: bool) -> None:
+    """--input: stream posts through the runner in chunks; --out is written as it goes, then renamed."""
+    import gzip
+    import itertools
+    import os
+
+    from rich.console import Console
+    from rich.progress import Progress, SpinnerColumn, TextColumn
+
+    from lrsa.rationales.generate import generate_stream
+    from lrsa.rationales.inputs import read_posts
+
+    posts = read_posts(input)
+    if limit is not None:
+        posts = itertools.islice(posts, limit)
+    tmp = None
+    fh = None
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_name(f".{out.name}.part")
+        fh = gzip.open(tmp, "wt", encoding="utf-8") if str(out).endswith(".gz") else open(tmp, "w", encoding="utf-8")
+    missing = 0
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), console=Console(stderr=True),
+                  disable=not progress) as bar:
+        task = bar.add_task(f"{input.name}: 0 posts")
+        posts_done = 0
+
+        def sink(res) -> None:
+            nonlocal missing, posts_done
+            missing += len(res.missing)
+            posts_done += res.report.items
+            if fh is not None:
+                for r in res.records(full_provenance=True):
+                    fh.write(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n")
+            bar.update(task, description=f"{input.name}: {posts_done} posts")
+
+        try:
+            rep = generate_stream(posts, be, sink, chunk_size=chunk_size, cache=store, concurrency=concurrency,
+                                  max_tokens=max_tokens, prices=prices)
+        finally:
+            if fh is not None:
+                fh.close()
+            if store is not None:
+                store.close()
+    if tmp is not None:
+        os.replace(tmp, out)
+        typer.echo(f"wrote {rep.complete_items} records to {out}", err=True)
+    typer.echo(json.dumps({**rep.to_dict(), "input": str(input)}, indent=2))
+    if report:
+        rep.save(report)
+    if missing:
         raise typer.Exit(2)
 
 

@@ -43,6 +43,16 @@ class Report:
     rationales_per_s: float = 0.0
     est_cost_usd: float | None = None
 
+    def merge(self, other: "Report") -> None:
+        """Add the counts of another run (one chunk of a stream) to this report."""
+        for name in ("requested", "generated", "cached", "failed", "retried", "calls", "prompt_tokens",
+                     "completion_tokens", "skipped", "items", "complete_items"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        for k, v in other.flagged.items():
+            self.flagged[k] = self.flagged.get(k, 0) + v
+        if other.est_cost_usd is not None:
+            self.est_cost_usd = round((self.est_cost_usd or 0.0) + other.est_cost_usd, 6)
+
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         if d["est_cost_usd"] is None:
@@ -205,6 +215,31 @@ async def agenerate(inputs: Iterable[RationaleInput], backend: Backend, cache: R
         rep.est_cost_usd = round(rep.prompt_tokens * prices.get("prompt", 0.0) / 1e6
                                  + rep.completion_tokens * prices.get("completion", 0.0) / 1e6, 6)
     return Result(rationales, missing, rep, prov)
+
+
+def generate_stream(inputs: Iterable[RationaleInput], backend: Backend,
+                    sink: Callable[[Result], None], chunk_size: int = 5000, **kwargs: Any) -> Report:
+    """Generate for an input stream of any length in chunks (bounded memory); ``sink`` gets each chunk's
+    result in order. Returns the merged report. The backend is closed at the end."""
+    import itertools
+
+    async def _run() -> Report:
+        t0 = time.perf_counter()
+        total = Report(backend=backend.name, model=backend.model)
+        it = iter(inputs)
+        try:
+            while chunk := list(itertools.islice(it, chunk_size)):
+                res = await agenerate(chunk, backend, **kwargs)
+                total.merge(res.report)
+                sink(res)
+        finally:
+            await backend.aclose()
+        total.wall_s = round(time.perf_counter() - t0, 4)
+        done = total.requested - total.failed
+        total.rationales_per_s = round(done / total.wall_s, 2) if total.wall_s > 0 else 0.0
+        return total
+
+    return asyncio.run(_run())
 
 
 def generate(inputs: Iterable[RationaleInput], backend: Backend, **kwargs: Any) -> Result:

@@ -7,6 +7,7 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 from lrsa.data.schema import Example
 
@@ -91,3 +92,42 @@ def dataset_inputs(dataset: str, splits: list[str] | None = None,
     for split in splits or list(ds.splits):
         out.extend(from_example(ex, side) for ex in load_dataset(dataset, split, data_dir))
     return out
+
+
+def read_posts(path: str | Path) -> Iterator[RationaleInput]:
+    """Stream user posts from JSONL (``.gz`` accepted): ``{"id": str, "text": str, "image"?: path relative to
+    the file, "image_texts"?: [str]}`` per line. A bad line raises DataError naming the file and line."""
+    import gzip
+
+    from lrsa.data.schema import DataError
+
+    path = Path(path)
+    opener = gzip.open if path.suffix == ".gz" else open
+    seen: set[str] = set()
+    with opener(path, "rt", encoding="utf-8") as fh:
+        for n, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise DataError(str(path), f"line {n}", f"bad JSON: {err.msg}") from None
+            if not isinstance(rec, dict) or not isinstance(rec.get("id"), str) \
+                    or not isinstance(rec.get("text"), str):
+                raise DataError(str(path), f"line {n}", "needs string fields 'id' and 'text'")
+            if rec["id"] in seen:
+                raise DataError(str(path), f"line {n}", f"duplicate id {rec['id']!r}")
+            seen.add(rec["id"])
+            texts = rec.get("image_texts") or []
+            if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
+                raise DataError(str(path), f"line {n}", "'image_texts' must be a list of strings")
+            image = rec.get("image")
+            if image is not None:
+                if not isinstance(image, str):
+                    raise DataError(str(path), f"line {n}", "'image' must be a path string")
+                img = Path(image) if Path(image).is_absolute() else path.parent / image
+                if not img.is_file():
+                    raise DataError(str(path), f"line {n}", f"image file {img} not found")
+                image = str(img)
+            yield RationaleInput(id=rec["id"], text=rec["text"], image_path=image,
+                                 image_texts=tuple(dedupe(texts)), image_source="user" if texts else None)
