@@ -223,3 +223,19 @@ def test_cached_lower_layers_match_the_live_encoder():
     attach_lower_states(split, net, "test", None)
     cached = net.words(collate(split.items, tok.pad_token_id, split.side))
     assert torch.allclose(live, cached, atol=1e-5)
+
+
+def test_batched_greedy_equals_per_example_greedy():
+    torch.manual_seed(3)
+    dec = PointerDecoder(32, 4, 1, 64, 0.0, max_aspects=4).eval()
+    with torch.no_grad():
+        dec.special.bias[0] = -3.0
+    n = 9
+    words = torch.randn(5, n, 32) * 3
+    mask = torch.ones(5, n, dtype=torch.bool)
+    mask[2, 6:] = False
+    batched = dec.decode(words, mask, words, mask, beam=1)
+    single = [dec._decode_one(words[b:b + 1], mask[b:b + 1], words[b:b + 1], mask[b:b + 1],
+                              int(mask[b].sum()), 1) for b in range(5)]
+    assert [[x[:3] for x in r] for r in batched] == [[x[:3] for x in r] for r in single]
+    assert any(batched)

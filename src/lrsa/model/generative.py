@@ -130,11 +130,48 @@ class PointerDecoder(nn.Module):
                ) -> list[list[tuple[int, int, str, float]]]:
         B = words.size(0)
         n_words = word_mask.sum(1).tolist()
+        if beam == 1:
+            return self._greedy(words, word_mask, memory, memory_mask, [int(n) for n in n_words])
         results = []
         for b in range(B):
             results.append(self._decode_one(words[b:b + 1], word_mask[b:b + 1], memory[b:b + 1],
                                             memory_mask[b:b + 1], int(n_words[b]), beam))
         return results
+
+    def _greedy(self, words, word_mask, memory, memory_mask, n_words: list[int]):
+        """Batched constrained greedy decoding (the same choices as beam=1, one decoder call per step)."""
+        B = words.size(0)
+        width = NSPECIAL + words.size(1)
+        seqs: list[list[int]] = [[] for _ in range(B)]
+        lps: list[list[float]] = [[] for _ in range(B)]
+        active = list(range(B))
+        for _ in range(3 * self.max_aspects + 1):
+            if not active:
+                break
+            prev = torch.tensor([[-1] + seqs[b] for b in active])
+            logits = self._logits(prev, words[active], word_mask[active], memory[active], memory_mask[active])[:, -1]
+            ok = torch.stack([self._allowed(seqs[b], n_words[b], width) for b in active])
+            lp = torch.log_softmax(logits.float().masked_fill(~ok, -1e9), dim=-1)
+            best = lp.max(dim=-1)
+            still = []
+            for r, b in enumerate(active):
+                c = int(best.indices[r])
+                seqs[b].append(c)
+                lps[b].append(float(best.values[r]))
+                if c != EOS:
+                    still.append(b)
+            active = still
+        out = []
+        for b in range(B):
+            seq = seqs[b]
+            if not seq or seq[-1] != EOS:  # ran out of steps: keep the full triples
+                seq = seq[:len(seq) - len(seq) % 3] + [EOS]
+            res = []
+            for i in range(0, len(seq) - 1, 3):
+                s, e, p = seq[i] - NSPECIAL, seq[i + 1] - NSPECIAL, seq[i + 2]
+                res.append((s, e + 1, POLARITIES[p - 1], math.exp(sum(lps[b][i:i + 3]) / 3)))
+            out.append(res)
+        return out
 
     def _decode_one(self, words, word_mask, memory, memory_mask, n_words: int, beam: int):
         width = NSPECIAL + words.size(1)

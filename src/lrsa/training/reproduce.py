@@ -52,7 +52,7 @@ class Profile:
 PROFILES = {
     # ≤ 15 min on 2 shared cores: small subsets, 2 epochs; a smoke-scale reproduction of the table.
     "quick": Profile("quick", ("twitter2015",), HOSTS, {v: 1 for v in VARIANTS},
-                     {"train_limit": 200, "dev_limit": 100, "test_limit": 200, "epochs": 2, "patience": 1},
+                     {"train_limit": 200, "dev_limit": 80, "test_limit": 150, "epochs": 2, "patience": 1},
                      {"train_layers": 2}),
     # the committed table: full splits, early stopping on dev JMASA F1.
     "full": Profile("full", DATASETS, HOSTS, {"text": 3, "image": 1, "concat": 1, "lrsa": 3},
