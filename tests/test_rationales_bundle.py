@@ -58,7 +58,10 @@ def test_missing_bundle_names_path_and_command(tmp_path):
         load_bundle("twitter2015", "gemini", root=tmp_path)
     msg = str(err.value)
     assert str(tmp_path / "twitter2015" / "gemini.jsonl.gz") in msg
-    assert "lrsa rationales generate --dataset twitter2015" in msg and "--backend gemini" in msg
+    assert "lrsa rationales generate --dataset twitter2015" in msg and "--source gemini" in msg
+    assert "lrsa rationales import" in msg
+    with pytest.raises(FileNotFoundError, match="--backend lexicon --bundle"):
+        load_bundle("twitter2015", "lexicon", root=tmp_path)
 
 
 def test_tampered_bundle_is_refused(tmp_path):

@@ -48,8 +48,13 @@ def bundle_path(dataset: str, source: str, root: str | Path | None = None) -> Pa
 
 
 def _generate_hint(dataset: str, source: str) -> str:
-    return (f"lrsa rationales generate --dataset {dataset} --split all --backend {source} "
-            f"--bundle")
+    from lrsa.rationales.backends import BACKENDS
+
+    if source in BACKENDS:
+        return f"lrsa rationales generate --dataset {dataset} --split all --backend {source} --bundle"
+    return (f"lrsa rationales generate --dataset {dataset} --split all --backend openai --model MODEL "
+            f"--bundle --source {source}` or import it with `lrsa rationales import FILE.jsonl "
+            f"--dataset {dataset} --source {source}")
 
 
 def read_manifest(dataset: str, root: str | Path | None = None) -> dict[str, Any]:
