@@ -239,3 +239,28 @@ def test_batched_greedy_equals_per_example_greedy():
                               int(mask[b].sum()), 1) for b in range(5)]
     assert [[x[:3] for x in r] for r in batched] == [[x[:3] for x in r] for r in single]
     assert any(batched)
+
+
+def test_predict_command_on_a_real_photo_and_on_text_only(tmp_path):
+    from typer.testing import CliRunner
+
+    from lrsa.api import LRSA
+    from lrsa.cli import app
+
+    LRSA.build(_run(**{"model.image_side": "pixels", "model.fusion": "off"})).save_pretrained(tmp_path / "pix")
+    LRSA.build(_run(**variant_overrides("text"))).save_pretrained(tmp_path / "txt")
+    runner = CliRunner()
+    r = runner.invoke(app, ["predict", "--checkpoint", str(tmp_path / "pix"), "--text",
+                            "Chelsea the cat loves the new sofa", "--image", str(_photo("coffee.png")), "--json"])
+    assert r.exit_code == 0, r.output
+    import json
+
+    pred = json.loads(r.stdout[r.stdout.index("{"):])
+    assert pred["words"][0] == "Chelsea" and pred["used_rationales"] is False
+    r = runner.invoke(app, ["predict", "--checkpoint", str(tmp_path / "txt"), "--text", "Obama meets Merkel"])
+    assert r.exit_code == 0, r.output
+    assert "rationales: not used" in r.output and "timings (ms)" in r.output
+    r = runner.invoke(app, ["predict", "--checkpoint", str(tmp_path / "pix"), "--text", "no image here"])
+    assert r.exit_code == 2 and "reads pixels" in r.output
+    r = runner.invoke(app, ["predict", "--checkpoint", str(tmp_path / "missing"), "--text", "x"])
+    assert r.exit_code == 2 and "not an lrsa checkpoint" in r.output

@@ -111,6 +111,18 @@ def test_save_load_gives_identical_predictions(tmp_path):
     lines = [json.loads(x) for x in (tmp_path / "run" / "predictions_test.jsonl").read_text().splitlines()]
     assert {r["id"]: [(a["start"], a["end"], a["polarity"]) for a in r["aspects"]] for r in lines} == \
            {k: [(s, e, p) for s, e, p, _ in v] for k, v in ev["predictions"].items()}
+    # the evaluate command writes the same predictions and scores
+    from typer.testing import CliRunner
+
+    from lrsa.cli import app
+
+    r = CliRunner().invoke(app, ["evaluate", "--checkpoint", str(tmp_path / "copy"), "--dataset", "twitter2015",
+                                 "--split", "test", "--limit", "16", "--out", str(tmp_path / "p.jsonl"), "--json",
+                                 "--cache-dir", str(tmp_path / "cache")])
+    assert r.exit_code == 0, r.output
+    s = json.loads(r.stdout[r.stdout.index("{"):])
+    assert s["jmasa"] == ev["scores"]["jmasa"] and s["masc"] == ev["scores"]["masc"]
+    assert len((tmp_path / "p.jsonl").read_text().splitlines()) == 16
 
 
 def test_generative_host_benchmark_predictions_are_valid(tmp_path):
