@@ -25,6 +25,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -170,18 +171,34 @@ def serve_phase(checkpoint: Path, batching: bool, posts: list[dict], photo: byte
     server = Server(checkpoint, batching, log_dir / f"serve-{'batching' if batching else 'plain'}.log")
     try:
         server.wait()
-        # warm-up: the first requests load lazy parts (rationale backend, side encoder)
-        asyncio.run(load(server.url, posts, None, 2 * args.concurrency, args.concurrency, 120))
-        asyncio.run(load(server.url, posts, photo, args.concurrency, args.concurrency, 120))
+        # Warm-up: load the lazy parts (rationale backend, side encoder) and reach the largest batches once,
+        # so that what follows measures growth, not the allocator's first high-water mark.
+        for image in (None, photo):
+            asyncio.run(load(server.url, posts, image, 4 * args.concurrency, args.concurrency, 300))
         rss_before = rss_mib(server.proc.pid)
         out: dict[str, Any] = {"rss_mib_after_warmup": round(rss_before, 1)}
+        samples: list[float] = []
+        stop = threading.Event()
+
+        def sample() -> None:  # resident memory every second, to tell a plateau from a leak
+            while not stop.wait(1.0):
+                samples.append(round(rss_mib(server.proc.pid), 1))
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
         for kind, image in (("text", None), ("image", photo)):
             print(f"  batching={'on' if batching else 'off'} {kind}: {args.requests} requests at "
                   f"concurrency {args.concurrency} ...", flush=True)
             out[kind] = asyncio.run(load(server.url, posts, image, args.requests, args.concurrency, args.max_seconds))
+            out[f"rss_mib_after_{kind}"] = round(rss_mib(server.proc.pid), 1)
+        stop.set()
+        sampler.join()
         rss_after = rss_mib(server.proc.pid)
         out["rss_mib_at_end"] = round(rss_after, 1)
         out["rss_growth_pct"] = round(100 * (rss_after - rss_before) / rss_before, 2)
+        half = len(samples) // 2
+        out["rss_mib_samples"] = {"count": len(samples), "max_first_half": max(samples[:half], default=None),
+                                  "max_second_half": max(samples[half:], default=None)}
         out["server_stats"] = httpx.get(f"{server.url}/v1/stats").json()
         return out
     finally:
@@ -191,22 +208,26 @@ def serve_phase(checkpoint: Path, batching: bool, posts: list[dict], photo: byte
 # --------------------------------------------------------------------------- model-only figures
 
 
-def model_only(checkpoint: Path, posts: list[dict], max_seconds: float) -> dict[str, Any]:
+def model_only(checkpoint: Path, posts: list[dict], rounds: int = 3) -> dict[str, Any]:
+    """posts/s of predict_batch at batch 1 (16 posts) and batch 16 (64 posts), after one warm-up pass over the
+    same posts (as the server is warm); best and median of `rounds` rounds (the machine is shared: the best
+    round is the least disturbed one)."""
     from lrsa.api import LRSA
 
     model = LRSA.from_pretrained(checkpoint)
-    model.predict_batch(posts[:4])  # warm-up
     out: dict[str, Any] = {}
-    for bs in (1, 16):
-        done, t0 = 0, time.perf_counter()
-        while done < len(posts) and time.perf_counter() - t0 < max_seconds:
-            group = posts[done:done + bs]
-            model.predict_batch(group, batch_size=bs)
-            done += len(group)
-        dt = time.perf_counter() - t0
-        out[f"batch_{bs}"] = {"posts": done, "seconds": round(dt, 2), "posts_per_s": round(done / dt, 2)}
-    stage = model.predict_batch(posts[:16], batch_size=16)[0].timings_ms
-    out["stage_ms_per_post_at_batch_16"] = stage
+    for bs, n in ((1, 16), (16, 64)):
+        for i in range(0, n, bs):  # warm-up on the same posts: first calls on new shapes are several times slower
+            model.predict_batch(posts[i:i + bs], batch_size=bs)
+        rates = []
+        for _ in range(rounds):
+            t0 = time.perf_counter()
+            for i in range(0, n, bs):
+                model.predict_batch(posts[i:i + bs], batch_size=bs)
+            rates.append(n / (time.perf_counter() - t0))
+        out[f"batch_{bs}"] = {"posts": n, "rounds": rounds, "posts_per_s_best": round(max(rates), 2),
+                              "posts_per_s_median": round(statistics.median(rates), 2)}
+    out["stage_ms_per_post_at_batch_16"] = model.predict_batch(posts[:16], batch_size=16)[0].timings_ms
     return out
 
 
@@ -228,7 +249,9 @@ def matmul_peak(sizes=(512, 1024, 2048), reps: int = 5) -> dict[str, Any]:
     return {"gflops_best": round(best, 2), "gflops_by_size": per, "dtype": "float32", "threads": torch.get_num_threads()}
 
 
-def encoder_rate(checkpoint: Path, posts: list[dict], batch: int = 16, reps: int = 5) -> dict[str, Any]:
+def encoder_rate(checkpoint: Path, posts: list[dict], reps: int = 5) -> dict[str, Any]:
+    """GFLOP/s of the text encoder's forward pass (FLOPs counted by torch's FlopCounterMode), best of `reps`,
+    on real posts (16 of them, as tokenised) and on a larger 64 x 128 batch."""
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
@@ -236,22 +259,25 @@ def encoder_rate(checkpoint: Path, posts: list[dict], batch: int = 16, reps: int
 
     model = LRSA.from_pretrained(checkpoint)
     enc = model.net.encoder
-    texts = [p["text"] for p in posts[:batch]]
-    inputs = model.tokenizer(texts, padding=True, truncation=True, max_length=128, return_tensors="pt")
-    with torch.inference_mode():
-        enc(**inputs)
-        with FlopCounterMode(display=False) as counter:
+    out: dict[str, Any] = {"encoder": type(enc).__name__}
+    texts = [p["text"] for p in posts]
+    shapes = {"posts_16": dict(batch=16, pad="longest"), "batch_64x128": dict(batch=64, pad="max_length")}
+    for name, shape in shapes.items():
+        batch = [texts[i % len(texts)] for i in range(shape["batch"])]
+        inputs = model.tokenizer(batch, padding=shape["pad"], truncation=True, max_length=128, return_tensors="pt")
+        with torch.inference_mode():
             enc(**inputs)
-        flops = counter.get_total_flops()
-        times = []
-        for _ in range(reps):
-            t0 = time.perf_counter()
-            enc(**inputs)
-            times.append(time.perf_counter() - t0)
-    t = statistics.median(times)
-    return {"batch": batch, "tokens": int(inputs["input_ids"].numel()), "seq_len": int(inputs["input_ids"].shape[1]),
-            "gflop_per_forward": round(flops / 1e9, 3), "seconds_median": round(t, 4),
-            "gflops": round(flops / t / 1e9, 2), "encoder": type(enc).__name__}
+            with FlopCounterMode(display=False) as counter:
+                enc(**inputs)
+            flops = counter.get_total_flops()
+            times = []
+            for _ in range(reps):
+                t0 = time.perf_counter()
+                enc(**inputs)
+                times.append(time.perf_counter() - t0)
+        out[name] = {"shape": list(inputs["input_ids"].shape), "gflop_per_forward": round(flops / 1e9, 3),
+                     "seconds_best": round(min(times), 4), "gflops": round(flops / min(times) / 1e9, 2)}
+    return out
 
 
 # --------------------------------------------------------------------------- main
@@ -264,7 +290,7 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=2000, help="requests per phase")
     ap.add_argument("--concurrency", type=int, default=16)
     ap.add_argument("--max-seconds", type=float, default=300, help="each phase also stops after this long")
-    ap.add_argument("--model-seconds", type=float, default=60, help="time cap of each model-only measurement")
+    ap.add_argument("--model-rounds", type=int, default=3, help="rounds of each model-only measurement")
     ap.add_argument("--out", type=Path, default=REPO / "results" / "serving" / "bench.json")
     args = ap.parse_args()
 
@@ -297,10 +323,11 @@ def main() -> None:
     result["matmul_peak"] = matmul_peak()
     print("encoder forward ...", flush=True)
     result["encoder_forward"] = encoder_rate(ckpt, posts)
-    result["encoder_forward"]["fraction_of_matmul_peak"] = round(
-        result["encoder_forward"]["gflops"] / result["matmul_peak"]["gflops_best"], 3)
+    for name in ("posts_16", "batch_64x128"):
+        x = result["encoder_forward"][name]
+        x["fraction_of_matmul_peak"] = round(x["gflops"] / result["matmul_peak"]["gflops_best"], 3)
     print("model-only throughput ...", flush=True)
-    result["model_only"] = model_only(ckpt, posts[:64], args.model_seconds)
+    result["model_only"] = model_only(ckpt, posts[:64], args.model_rounds)
     try:
         from lrsa.api import LRSA
 
@@ -337,11 +364,15 @@ def print_report(r: dict[str, Any]) -> None:
         print(f"          RSS {r[key]['rss_mib_after_warmup']} MiB after warm-up -> {r[key]['rss_mib_at_end']} MiB "
               f"({r[key]['rss_growth_pct']:+.1f} %)")
     m = r["model_only"]
-    print(f"model only (in process): {m['batch_1']['posts_per_s']} posts/s at batch 1, "
-          f"{m['batch_16']['posts_per_s']} posts/s at batch 16")
+    print(f"model only (in process, best of {m['batch_1']['rounds']} rounds): "
+          f"{m['batch_1']['posts_per_s_best']} posts/s at batch 1, {m['batch_16']['posts_per_s_best']} posts/s at "
+          f"batch 16 (medians {m['batch_1']['posts_per_s_median']} / {m['batch_16']['posts_per_s_median']})")
     e, p = r["encoder_forward"], r["matmul_peak"]
-    print(f"encoder forward ({e['encoder']}, {e['batch']}x{e['seq_len']} tokens): {e['gflops']} GFLOP/s = "
-          f"{100 * e['fraction_of_matmul_peak']:.0f} % of the measured float32 matmul peak {p['gflops_best']} GFLOP/s")
+    for name in ("posts_16", "batch_64x128"):
+        x = e[name]
+        print(f"encoder forward ({e['encoder']}, {x['shape'][0]}x{x['shape'][1]} tokens): {x['gflops']} GFLOP/s = "
+              f"{100 * x['fraction_of_matmul_peak']:.0f} % of the measured float32 matmul peak "
+              f"{p['gflops_best']} GFLOP/s")
 
 
 if __name__ == "__main__":
