@@ -7,7 +7,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 
 def atomic_write_bytes(dest: str | Path, data: bytes, mode: int = 0o644) -> None:
@@ -41,3 +41,32 @@ def sha256_file(path: str | Path) -> str:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Yield ``(line number, object)`` for each non-blank line of a JSONL file (``.gz`` read as gzip).
+
+    Raises ``DataError`` naming the file and line for bad JSON, a line that is not an object, or
+    invalid UTF-8.
+    """
+    import gzip
+
+    from lrsa.data.schema import DataError
+
+    path = Path(path)
+    opener = gzip.open if path.suffix == ".gz" else open
+    n = 0
+    try:
+        with opener(path, "rt", encoding="utf-8") as fh:
+            for n, line in enumerate(fh, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    rec = json.loads(line)
+                except json.JSONDecodeError as err:
+                    raise DataError(str(path), f"line {n}", f"bad JSON: {err.msg}") from None
+                if not isinstance(rec, dict):
+                    raise DataError(str(path), f"line {n}", "line is not a JSON object")
+                yield n, rec
+    except UnicodeDecodeError:
+        raise DataError(str(path), f"line {n + 1}", "invalid UTF-8") from None

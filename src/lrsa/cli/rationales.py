@@ -207,12 +207,12 @@ def _generate_stream(input: Path, be, store, out: Optional[Path], report: Option
 def _write_jsonl(path: Path, records: list[dict]) -> None:
     import gzip
 
-    from lrsa.rationales.bundle import _atomic_write_bytes
+    from lrsa.io import atomic_write_bytes
 
     data = "".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in records).encode("utf-8")
     if str(path).endswith(".gz"):
         data = gzip.compress(data, mtime=0)
-    _atomic_write_bytes(path, data)
+    atomic_write_bytes(path, data)
     typer.echo(f"wrote {len(records)} records to {path}", err=True)
 
 

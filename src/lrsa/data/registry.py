@@ -12,7 +12,7 @@ from pathlib import Path
 
 from lrsa.data import readers
 from lrsa.io import atomic_write_bytes, sha256_file
-from lrsa.data.schema import SPLITS, DataError, Example
+from lrsa.data.schema import SPLITS, Example
 
 DATA_DIR_ENV = "LRSA_DATA_DIR"
 

@@ -8,13 +8,13 @@ chat messages built from a versioned prompt) into a ``Completion``. LLM backends
 from __future__ import annotations
 
 import importlib
-import json
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
 from lrsa.data.schema import DataError
+from lrsa.io import iter_jsonl
 from lrsa.rationales.inputs import RationaleInput
 from lrsa.rationales.prompts import DEFAULT_VERSION, lexicon_phrases, load_template
 
@@ -156,26 +156,16 @@ class ImportBackend(Backend):
 
 def read_jsonl(path: Path) -> dict[str, dict[str, str]]:
     """Read rationale JSONL: one ``{"id": str, "text": str?, "image": str?}`` object per line."""
-    import gzip
-
-    opener = gzip.open if path.suffix == ".gz" else open
     out: dict[str, dict[str, str]] = {}
-    with opener(path, "rt", encoding="utf-8") as fh:
-        for n, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise DataError(str(path), f"line {n}", f"bad JSON: {err.msg}") from None
-            if not isinstance(rec, dict) or not isinstance(rec.get("id"), str):
-                raise DataError(str(path), f"line {n}", "needs a string field 'id'")
-            for k in ("text", "image"):
-                if rec.get(k) is not None and not isinstance(rec[k], str):
-                    raise DataError(str(path), f"line {n}", f"field {k!r} must be a string")
-            if rec["id"] in out:
-                raise DataError(str(path), f"line {n}", f"duplicate id {rec['id']!r}")
-            out[rec["id"]] = {k: rec[k] for k in ("text", "image") if rec.get(k)}
+    for n, rec in iter_jsonl(path):
+        if not isinstance(rec.get("id"), str):
+            raise DataError(str(path), f"line {n}", "needs a string field 'id'")
+        for k in ("text", "image"):
+            if rec.get(k) is not None and not isinstance(rec[k], str):
+                raise DataError(str(path), f"line {n}", f"field {k!r} must be a string")
+        if rec["id"] in out:
+            raise DataError(str(path), f"line {n}", f"duplicate id {rec['id']!r}")
+        out[rec["id"]] = {k: rec[k] for k in ("text", "image") if rec.get(k)}
     return out
 
 

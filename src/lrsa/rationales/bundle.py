@@ -10,16 +10,15 @@ The default root is ``artifacts/rationales`` of the repository this package was 
 from __future__ import annotations
 
 import gzip
-import hashlib
 import io
 import json
 import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Iterable
 
 from lrsa.data.schema import DataError, Rationale
+from lrsa.io import atomic_write_bytes, iter_jsonl, sha256_file
 
 ROOT_ENV = "LRSA_RATIONALES_DIR"
 MANIFEST = "manifest.json"
@@ -75,14 +74,6 @@ def available_sources(dataset: str, root: str | Path | None = None) -> list[str]
     return sorted(p.name[: -len(".jsonl.gz")] for p in folder.glob("*.jsonl.gz"))
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def load_bundle(dataset: str, source: str = "lexicon", root: str | Path | None = None
                 ) -> dict[str, Rationale]:
     """Rationales of every sentence of ``dataset`` keyed by example id (``"train-0"``, ``"dev-3"``, ...).
@@ -101,47 +92,25 @@ def load_bundle(dataset: str, source: str = "lexicon", root: str | Path | None =
     if entry is None:
         raise DataError(str(path.parent / MANIFEST), f"source {source!r}",
                         f"{path.name} has no manifest entry; regenerate with `{_generate_hint(dataset, source)}`")
-    digest = _sha256(path)
+    digest = sha256_file(path)
     if entry.get("sha256") and entry["sha256"] != digest:
         raise DataError(str(path), "whole file",
                         f"sha256 {digest[:12]}... does not match the manifest ({entry['sha256'][:12]}...)")
     base = dict(entry.get("provenance", {}))
     out: dict[str, Rationale] = {}
-    with gzip.open(path, "rt", encoding="utf-8") as fh:
-        for n, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise DataError(str(path), f"line {n}", f"bad JSON: {err.msg}") from None
-            if not isinstance(rec, dict) or not isinstance(rec.get("id"), str):
-                raise DataError(str(path), f"line {n}", "needs a string field 'id'")
-            if rec["id"] in out:
-                raise DataError(str(path), f"line {n}", f"duplicate id {rec['id']!r}")
-            prov = dict(base)
-            prov.update(rec.get("provenance") or {})
-            out[rec["id"]] = Rationale(text=rec.get("text") or "", image=rec.get("image") or "",
-                                       provenance=prov)
+    for n, rec in iter_jsonl(path):
+        if not isinstance(rec.get("id"), str):
+            raise DataError(str(path), f"line {n}", "needs a string field 'id'")
+        if rec["id"] in out:
+            raise DataError(str(path), f"line {n}", f"duplicate id {rec['id']!r}")
+        prov = dict(base)
+        prov.update(rec.get("provenance") or {})
+        out[rec["id"]] = Rationale(text=rec.get("text") or "", image=rec.get("image") or "",
+                                   provenance=prov)
     expected = sum((entry.get("counts") or {}).values())
     if expected and expected != len(out):
         raise DataError(str(path), "whole file", f"{len(out)} records, manifest says {expected}")
     return out
-
-
-def _atomic_write_bytes(dest: Path, data: bytes) -> None:
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; these files are shared artefacts
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def write_bundle(dataset: str, source: str, records: Iterable[dict[str, Any]], provenance: dict[str, Any],
@@ -158,7 +127,7 @@ def write_bundle(dataset: str, source: str, records: Iterable[dict[str, Any]], p
         for r in records:
             gz.write((json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n").encode("utf-8"))
     path = bundle_path(dataset, source, root)
-    _atomic_write_bytes(path, buf.getvalue())
+    atomic_write_bytes(path, buf.getvalue())
     manifest = read_manifest(dataset, root)
     manifest["dataset"] = dataset
     entry = {
@@ -166,7 +135,7 @@ def write_bundle(dataset: str, source: str, records: Iterable[dict[str, Any]], p
         "counts": counts,
         "records": len(records),
         "bytes": len(buf.getvalue()),
-        "sha256": _sha256(path),
+        "sha256": sha256_file(path),
         "generated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "generation_s": None if generation_s is None else round(generation_s, 3),
         "command": command,
@@ -175,6 +144,6 @@ def write_bundle(dataset: str, source: str, records: Iterable[dict[str, Any]], p
         entry.update(extra)
     manifest.setdefault("sources", {})[source] = entry
     manifest["sources"] = dict(sorted(manifest["sources"].items()))
-    _atomic_write_bytes(path.parent / MANIFEST,
+    atomic_write_bytes(path.parent / MANIFEST,
                         (json.dumps(manifest, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
     return path

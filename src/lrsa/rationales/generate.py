@@ -9,7 +9,6 @@ parts stay missing so the next run asks for them again.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -60,9 +59,9 @@ class Report:
         return d
 
     def save(self, path: str | Path) -> None:
-        from lrsa.rationales.bundle import _atomic_write_bytes
+        from lrsa.io import atomic_write_json
 
-        _atomic_write_bytes(Path(path), (json.dumps(self.to_dict(), indent=2) + "\n").encode("utf-8"))
+        atomic_write_json(path, self.to_dict())
 
 
 @dataclass

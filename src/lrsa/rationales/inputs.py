@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Iterator
 
 from lrsa.data.schema import Example
+from lrsa.io import sha256_file
 
 _JOIN_SIGIL = re.compile(r"(^|\s)([#@])\s+(?=\w)")
 
@@ -47,17 +48,9 @@ class RationaleInput:
         if kind == "image":
             payload["image_texts"] = list(self.image_texts)
             if with_image_bytes and self.image_path:
-                payload["image_sha256"] = _file_sha256(self.image_path)
+                payload["image_sha256"] = sha256_file(self.image_path)
         blob = json.dumps(payload, sort_keys=True, ensure_ascii=False).encode("utf-8")
         return hashlib.sha256(blob).hexdigest()
-
-
-def _file_sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 # Which side texts stand for the image, in order of preference, per dataset (first one present wins).
@@ -97,37 +90,27 @@ def dataset_inputs(dataset: str, splits: list[str] | None = None,
 def read_posts(path: str | Path) -> Iterator[RationaleInput]:
     """Stream user posts from JSONL (``.gz`` accepted): ``{"id": str, "text": str, "image"?: path relative to
     the file, "image_texts"?: [str]}`` per line. A bad line raises DataError naming the file and line."""
-    import gzip
-
     from lrsa.data.schema import DataError
+    from lrsa.io import iter_jsonl
 
     path = Path(path)
-    opener = gzip.open if path.suffix == ".gz" else open
     seen: set[str] = set()
-    with opener(path, "rt", encoding="utf-8") as fh:
-        for n, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise DataError(str(path), f"line {n}", f"bad JSON: {err.msg}") from None
-            if not isinstance(rec, dict) or not isinstance(rec.get("id"), str) \
-                    or not isinstance(rec.get("text"), str):
-                raise DataError(str(path), f"line {n}", "needs string fields 'id' and 'text'")
-            if rec["id"] in seen:
-                raise DataError(str(path), f"line {n}", f"duplicate id {rec['id']!r}")
-            seen.add(rec["id"])
-            texts = rec.get("image_texts") or []
-            if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
-                raise DataError(str(path), f"line {n}", "'image_texts' must be a list of strings")
-            image = rec.get("image")
-            if image is not None:
-                if not isinstance(image, str):
-                    raise DataError(str(path), f"line {n}", "'image' must be a path string")
-                img = Path(image) if Path(image).is_absolute() else path.parent / image
-                if not img.is_file():
-                    raise DataError(str(path), f"line {n}", f"image file {img} not found")
-                image = str(img)
-            yield RationaleInput(id=rec["id"], text=rec["text"], image_path=image,
-                                 image_texts=tuple(dedupe(texts)), image_source="user" if texts else None)
+    for n, rec in iter_jsonl(path):
+        if not isinstance(rec.get("id"), str) or not isinstance(rec.get("text"), str):
+            raise DataError(str(path), f"line {n}", "needs string fields 'id' and 'text'")
+        if rec["id"] in seen:
+            raise DataError(str(path), f"line {n}", f"duplicate id {rec['id']!r}")
+        seen.add(rec["id"])
+        texts = rec.get("image_texts") or []
+        if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
+            raise DataError(str(path), f"line {n}", "'image_texts' must be a list of strings")
+        image = rec.get("image")
+        if image is not None:
+            if not isinstance(image, str):
+                raise DataError(str(path), f"line {n}", "'image' must be a path string")
+            img = Path(image) if Path(image).is_absolute() else path.parent / image
+            if not img.is_file():
+                raise DataError(str(path), f"line {n}", f"image file {img} not found")
+            image = str(img)
+        yield RationaleInput(id=rec["id"], text=rec["text"], image_path=image,
+                             image_texts=tuple(dedupe(texts)), image_source="user" if texts else None)
