@@ -13,3 +13,6 @@ if [ -z "${LRSA_DATA_DIR:-}" ]; then
 fi
 .venv/bin/lrsa data stats
 .venv/bin/lrsa data check
+# The quick LRSA reproduction (both hosts, four variants, small subsets; ≤ 15 min on 2 cores).
+# Resumable: finished runs under runs/reproduce are kept; the report lands in runs/reproduce/quick/.
+.venv/bin/lrsa reproduce --profile quick
