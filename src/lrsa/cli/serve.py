@@ -23,6 +23,9 @@ def serve(
     max_image_pixels: int = typer.Option(40_000_000, min=1),
     max_batch_posts: int = typer.Option(32, min=1, help="Most posts in one /v1/predict/batch request."),
     max_body_bytes: int = typer.Option(16 * 1024 * 1024, min=1),
+    trim_interval_s: float = typer.Option(
+        5.0, help="Return freed memory to the OS (glibc malloc_trim) at most this often; negative: never."
+    ),
     torch_threads: int = typer.Option(0, min=0, help="torch intra-op threads (0: torch's default)."),
     log_level: str = typer.Option("info", help="uvicorn log level."),
     access_log: bool = typer.Option(False, "--access-log/--no-access-log"),
@@ -47,7 +50,9 @@ def serve(
             max_batch=max_batch_posts,
             max_body_bytes=max_body_bytes,
         ),
-        batching=BatchingConfig(enabled=batching, max_batch=max_batch, max_wait_ms=max_wait_ms),
+        batching=BatchingConfig(
+            enabled=batching, max_batch=max_batch, max_wait_ms=max_wait_ms, trim_interval_s=trim_interval_s
+        ),
     )
     predictor = ModelPredictor.from_checkpoint(checkpoint)
     app = create_app(predictor, config)

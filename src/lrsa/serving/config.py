@@ -32,6 +32,9 @@ class BatchingConfig:
     max_batch: int = 16
     max_wait_ms: float = 5.0
     max_queue: int = 1_024  # posts waiting; beyond this requests get 503 overloaded
+    # glibc malloc_trim after a model call at most every this many seconds (negative: never). Batches of
+    # varying shapes leave freed memory in malloc's heaps; trimming keeps resident memory flat under load.
+    trim_interval_s: float = 5.0
 
     def __post_init__(self) -> None:
         if self.max_batch < 1:
