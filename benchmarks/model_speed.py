@@ -58,7 +58,7 @@ def main() -> None:
     enc = FrozenTextEncoder("minilm", 48, cache_dir=cache)
     run = RunConfig.model_validate(apply_overrides({}, variant_overrides("lrsa")))
     t0 = time.perf_counter()
-    split = load_split(run, "train", tok, enc, None, rats, n_ex)
+    load_split(run, "train", tok, enc, None, rats, n_ex)
     enc_s = time.perf_counter() - t0
     enc2 = FrozenTextEncoder("minilm", 48, cache_dir=cache)
     t0 = time.perf_counter()

@@ -24,11 +24,11 @@ import os
 import re
 import time
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import torch
 
-from lrsa.data.schema import Example, PredictedAspect, Prediction, Rationale
+from lrsa.data.schema import PredictedAspect, Prediction, Rationale
 
 _TOKEN = re.compile(r"https?://\S+|www\.\S+|[@#]\w+|\w+(?:['’]\w+)*|[^\w\s]+", re.UNICODE)
 

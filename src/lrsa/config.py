@@ -87,7 +87,7 @@ class TrainConfig(_Strict):
     test_limit: int | None = None
     max_steps_per_epoch: int | None = None
     eval_test: bool = True
-    threads: int | None = None  # torch threads; default: the machine's CPU count
+    threads: int | None = None  # torch threads; default: the cores the current load leaves free (≥ 1)
 
 
 class RunConfig(_Strict):

@@ -32,8 +32,14 @@ from lrsa.data.schema import Aspect
 Log = Callable[[str], None]
 
 
-def set_threads(n: int | None) -> None:
-    torch.set_num_threads(n or os.cpu_count() or 1)
+def set_threads(n: int | None) -> int:
+    """``n`` torch threads; by default the cores left free by the machine's current load (at least 1):
+    on a shared machine, more threads than free cores makes every step several times slower."""
+    if not n:
+        cpus = os.cpu_count() or 1
+        n = max(1, min(cpus, cpus - int(os.getloadavg()[0] + 0.5)))
+    torch.set_num_threads(n)
+    return n
 
 
 def seed_everything(seed: int) -> None:
@@ -229,7 +235,7 @@ def train(run: RunConfig, out_dir: str | Path, data_dir: str | Path | None = Non
         return json.loads((out / "result.json").read_text())
     write_json(cfg_path, run.model_dump())
     t_cfg, m_cfg = run.train, run.model
-    set_threads(t_cfg.threads)
+    threads = set_threads(t_cfg.threads)
     seed_everything(t_cfg.seed)
 
     path = resolve_backbone(m_cfg.backbone)
@@ -251,7 +257,7 @@ def train(run: RunConfig, out_dir: str | Path, data_dir: str | Path | None = Non
     t0 = time.perf_counter()
     splits = {s: load_split(run, s, tok, side_encoder, data_dir, rationales, lim) for s, lim in
               (("train", t_cfg.train_limit), ("dev", t_cfg.dev_limit))}
-    log(f"data ready in {time.perf_counter() - t0:.1f}s: train {len(splits['train'].items)}, "
+    log(f"data ready in {time.perf_counter() - t0:.1f}s ({threads} torch threads): train {len(splits['train'].items)}, "
         f"dev {len(splits['dev'].items)}" + (f"; side states {side_encoder.stats}" if side_encoder else ""))
 
     if needs_side and m_cfg.side_encoder == "shared":

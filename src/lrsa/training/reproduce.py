@@ -52,7 +52,7 @@ class Profile:
 PROFILES = {
     # ≤ 15 min on 2 shared cores: small subsets, 2 epochs; a smoke-scale reproduction of the table.
     "quick": Profile("quick", ("twitter2015",), HOSTS, {v: 1 for v in VARIANTS},
-                     {"train_limit": 200, "dev_limit": 80, "test_limit": 150, "epochs": 2, "patience": 1},
+                     {"train_limit": 128, "dev_limit": 48, "test_limit": 96, "epochs": 2, "patience": 1},
                      {"train_layers": 2}),
     # the committed table: full splits, early stopping on dev JMASA F1.
     "full": Profile("full", DATASETS, HOSTS, {"text": 3, "image": 1, "concat": 1, "lrsa": 3},
@@ -258,7 +258,7 @@ def write_report(profile: Profile, runs: Path, results: Path, dataset: str, spec
                   "", "| system | JMASA P / R / F1 |", "|---|---|"]
         lines += [f"| {name} | {v} |" for name, v in PUBLISHED[dataset]]
         lines += ["", PUBLISHED_OTHER[dataset]]
-    lines += ["", f"Data sha256: " + ", ".join(f"`{k}` {v[:12]}…" for k, v in report["data_sha256"].items()), ""]
+    lines += ["", "Data sha256: " + ", ".join(f"`{k}` {v[:12]}…" for k, v in report["data_sha256"].items()), ""]
     tmp = out / ".report.md.part"
     tmp.write_text("\n".join(lines), encoding="utf-8")
     tmp.replace(out / "report.md")
