@@ -82,7 +82,7 @@ def rss_mib(pid: int) -> float:
 
 
 class Server:
-    def __init__(self, checkpoint: Path, batching: bool, log: Path):
+    def __init__(self, checkpoint: Path, batching: bool, log: Path, torch_threads: int = 0):
         import socket
 
         with socket.socket() as s:
@@ -91,7 +91,8 @@ class Server:
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = open(log, "wb")
         cmd = [sys.executable, "-m", "lrsa", "serve", "--checkpoint", str(checkpoint), "--port", str(self.port),
-               "--log-level", "warning", "--batching" if batching else "--no-batching"]
+               "--log-level", "warning", "--batching" if batching else "--no-batching",
+               "--torch-threads", str(torch_threads)]
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, cwd=REPO)
 
     def wait(self, timeout_s: float = 300) -> None:
@@ -169,7 +170,8 @@ async def load(url: str, posts: list[dict], image: bytes | None, n: int, concurr
 
 
 def serve_phase(checkpoint: Path, batching: bool, posts: list[dict], photo: bytes, args, log_dir: Path) -> dict:
-    server = Server(checkpoint, batching, log_dir / f"serve-{'batching' if batching else 'plain'}.log")
+    server = Server(checkpoint, batching, log_dir / f"serve-{'batching' if batching else 'plain'}.log",
+                    args.torch_threads)
     try:
         server.wait()
         # Warm-up: load the lazy parts (rationale backend, side encoder) and reach the largest batches once,
@@ -292,6 +294,8 @@ def main() -> None:
     ap.add_argument("--concurrency", type=int, default=16)
     ap.add_argument("--max-seconds", type=float, default=300, help="each phase also stops after this long")
     ap.add_argument("--model-rounds", type=int, default=3, help="rounds of each model-only measurement")
+    ap.add_argument("--torch-threads", type=int, default=0,
+                    help="torch intra-op threads for the server and the in-process figures (0: torch's default)")
     ap.add_argument("--out", type=Path, default=REPO / "results" / "serving" / "bench.json")
     args = ap.parse_args()
 
@@ -323,6 +327,10 @@ def main() -> None:
     # The compute figures run in one dedicated thread, as inference does in the server (on this shared
     # machine the main thread's first calls were several times slower than a worker thread's).
     compute = ThreadPoolExecutor(max_workers=1)
+    if args.torch_threads:
+        compute.submit(torch.set_num_threads, args.torch_threads).result()
+        torch.set_num_threads(args.torch_threads)
+    result["settings"]["torch_threads"] = compute.submit(torch.get_num_threads).result()
     print("matmul peak ...", flush=True)
     result["matmul_peak"] = compute.submit(matmul_peak).result()
     print("encoder forward ...", flush=True)
@@ -356,7 +364,8 @@ def main() -> None:
 
 def print_report(r: dict[str, Any]) -> None:
     print(f"\nload test on 127.0.0.1: {r['settings']['requests']} requests per phase at concurrency "
-          f"{r['settings']['concurrency']} (load average at start {r['machine']['loadavg_at_start'][0]:.1f}, "
+          f"{r['settings']['concurrency']}, torch threads {r['settings']['torch_threads']} "
+          f"(load average at start {r['machine']['loadavg_at_start'][0]:.1f}, "
           f"{r['machine']['cpus']} CPUs shared by client and server)")
     print(f"{'batching':<9} {'input':<6} {'done':>6} {'err':>4} {'req/s':>7} {'p50 ms':>8} {'p95 ms':>8} "
           f"{'p99 ms':>8} {'posts/call':>10}")
