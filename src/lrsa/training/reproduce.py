@@ -232,7 +232,7 @@ def write_report(profile: Profile, runs: Path, results: Path, dataset: str, spec
               "data_sha256": data_checksums(dataset, data_dir), "rows": rows}
     out = results / dataset
     out.mkdir(parents=True, exist_ok=True)
-    from lrsa.training.loop import write_json
+    from lrsa.training.loop import write_json, write_text_atomic
 
     write_json(out / "report.json", report)
     lines = [f"# {dataset}: LRSA ablation table ({profile.name} profile)", "",
@@ -263,7 +263,5 @@ def write_report(profile: Profile, runs: Path, results: Path, dataset: str, spec
         lines += [f"| {name} | {v} |" for name, v in PUBLISHED[dataset]]
         lines += ["", PUBLISHED_OTHER[dataset]]
     lines += ["", "Data sha256: " + ", ".join(f"`{k}` {v[:12]}…" for k, v in report["data_sha256"].items()), ""]
-    tmp = out / ".report.md.part"
-    tmp.write_text("\n".join(lines), encoding="utf-8")
-    tmp.replace(out / "report.md")
+    write_text_atomic(out / "report.md", "\n".join(lines))
     return out / "report.md"
