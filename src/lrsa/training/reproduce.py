@@ -225,7 +225,13 @@ def write_report(profile: Profile, runs: Path, results: Path, dataset: str, spec
         if s.dataset == dataset:
             cfg_example = run_config(profile, s).model_dump()
             break
+    from lrsa.rationales.bundle import read_manifest
+
+    src = (cfg_example or {}).get("train", {}).get("rationale_source", "lexicon")
+    bundle = read_manifest(dataset).get("sources", {}).get(src, {})
     report = {"commit": _git_commit(), "profile": profile.name,
+              "rationale_bundle": {"source": src, "sha256": bundle.get("sha256"),
+                                   "provenance": bundle.get("provenance")},
               "config": {"profile_train_overrides": profile.train, "profile_model_overrides": profile.model,
                          "seeds": profile.seeds,
                          "base_run_config": cfg_example},
