@@ -87,6 +87,14 @@ def _check_words(words: Any, source: str, where: str) -> list[str]:
     return words
 
 
+def _read_lines(path: Path) -> list[str]:
+    """The file's lines; invalid UTF-8 is a DataError naming the byte offset."""
+    try:
+        return Path(path).read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as err:
+        raise DataError(str(path), f"byte {err.start}", "invalid UTF-8") from None
+
+
 # --------------------------------------------------------------------------- JMASA JSON
 
 
@@ -191,10 +199,7 @@ def read_tsv(path: Path, split: str, lenient: bool = False,
     """
     src = str(path)
     col = _Collector(src, lenient, report)
-    try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
-    except UnicodeDecodeError as err:
-        raise DataError(src, f"byte {err.start}", "invalid UTF-8") from None
+    lines = _read_lines(path)
     if not lines or not lines[0].startswith("index"):
         raise DataError(src, "line 1", "missing header line starting with 'index'")
 
@@ -222,10 +227,7 @@ def read_semeval(path: Path, split: str, lenient: bool = False,
     """SemEval 3-line records: sentence with $T$, aspect, Positive/Neutral/Negative. Text only."""
     src = str(path)
     col = _Collector(src, lenient, report)
-    try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
-    except UnicodeDecodeError as err:
-        raise DataError(src, f"byte {err.start}", "invalid UTF-8") from None
+    lines = _read_lines(path)
     while lines and not lines[-1].strip():
         lines.pop()
     if len(lines) % 3:
@@ -254,10 +256,7 @@ def read_conll(path: Path, split: str, lenient: bool = False,
     """Political Twitter CoNLL: ``IMGID:<id>`` line, then ``token<TAB>B-POS|I-NEG|O...`` lines."""
     src = str(path)
     col = _Collector(src, lenient, report)
-    try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
-    except UnicodeDecodeError as err:
-        raise DataError(src, f"byte {err.start}", "invalid UTF-8") from None
+    lines = _read_lines(path)
     blocks: list[tuple[int, list[str]]] = []
     cur: list[str] = []
     start = 1
@@ -329,10 +328,7 @@ def read_jsonl(path: Path, split: str = "user", lenient: bool = False,
     col = _Collector(src, lenient, report)
     base = Path(path).parent
     seen_ids: dict[str, int] = {}
-    try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
-    except UnicodeDecodeError as err:
-        raise DataError(src, f"byte {err.start}", "invalid UTF-8") from None
+    lines = _read_lines(path)
     given_ids: list[str | None] = []
     for n, line in enumerate(lines, start=1):
         if not line.strip():
