@@ -45,19 +45,25 @@ def media_type(content_type: str | None) -> tuple[str, dict[bytes, bytes]]:
 # --------------------------------------------------------------------------- field validation
 
 
-def _text(value: Any, limits: Limits, field: str) -> str:
-    if value is None:
-        raise ApiError("missing_field", "`text` is required", field)
+def _string(value: Any, limits: Limits, field: str, name: str) -> str:
+    """A client string field: a str, valid UTF-8, within the text length limit."""
     if not isinstance(value, str):
-        raise ApiError("invalid_field", f"`text` must be a string, got {type(value).__name__}", field)
+        raise ApiError("invalid_field", f"`{name}` must be a string, got {type(value).__name__}", field)
     try:
         value.encode("utf-8")
     except UnicodeEncodeError as e:
-        raise ApiError("invalid_utf8", f"`text` holds characters that are not valid UTF-8: {e.reason}", field) from e
+        raise ApiError("invalid_utf8", f"`{name}` holds characters that are not valid UTF-8: {e.reason}", field) from e
     if len(value) > limits.max_text_chars:
         raise ApiError(
-            "text_too_long", f"`text` has {len(value)} characters; the limit is {limits.max_text_chars}", field
+            "text_too_long", f"`{name}` has {len(value)} characters; the limit is {limits.max_text_chars}", field
         )
+    return value
+
+
+def _text(value: Any, limits: Limits, field: str) -> str:
+    if value is None:
+        raise ApiError("missing_field", "`text` is required", field)
+    value = _string(value, limits, field, "text")
     if not value.split():
         raise ApiError("invalid_field", "`text` is empty or only whitespace", field)
     return value
@@ -66,16 +72,7 @@ def _text(value: Any, limits: Limits, field: str) -> str:
 def _image_text(value: Any, limits: Limits, field: str) -> str | None:
     if value is None:
         return None
-    if not isinstance(value, str):
-        raise ApiError("invalid_field", f"`image_text` must be a string, got {type(value).__name__}", field)
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError as e:
-        raise ApiError("invalid_utf8", f"`image_text` holds characters that are not valid UTF-8: {e.reason}", field) from e
-    if len(value) > limits.max_text_chars:
-        raise ApiError(
-            "text_too_long", f"`image_text` has {len(value)} characters; the limit is {limits.max_text_chars}", field
-        )
+    value = _string(value, limits, field, "image_text")
     return value if value.strip() else None
 
 
