@@ -161,3 +161,14 @@ def test_reproduce_skips_finished_runs_and_marks_missing_rows(tmp_path, monkeypa
     rows = {r["variant"]: r for r in json.loads((paths["twitter2015"].parent / "report.json").read_text())["rows"]}
     assert rows["text"]["status"] == "done" and rows["lrsa"]["status"] == "missing"
     assert "missing (planned seeds 0)" in paths["twitter2015"].read_text()
+
+
+def test_full_profile_runs_every_generative_epoch_but_keeps_span_early_stopping():
+    from lrsa.training import reproduce as rp
+
+    full = rp.PROFILES["full"]
+    span = rp.run_config(full, rp.RunSpec("twitter2015", "span", "lrsa", 2))
+    gen = rp.run_config(full, rp.RunSpec("twitter2015", "generative", "text", 0))
+    assert (span.train.epochs, span.train.patience, span.train.seed) == (5, 1, 2)
+    assert gen.model.host == "generative" and gen.train.patience >= gen.train.epochs - 1
+    assert span.model.fusion == "dual" and gen.model.fusion == "off"
