@@ -105,6 +105,30 @@ def test_each_fusion_switch_changes_what_is_computed(mode, image):
         assert torch.equal(base, t)  # text-only: fusion is the identity
 
 
+@pytest.mark.parametrize("mode,image", [("off", True), ("concat", True), ("single", True), ("dual", True)])
+def test_zero_gates_start_as_the_text_host_and_open_with_training(mode, image):
+    torch.manual_seed(0)
+    f = Fusion(mode, image, 24, 4, 0.0, visual_out=False, gate="zero")
+    t = torch.randn(2, 9, 24)
+    tm = torch.ones(2, 9, dtype=torch.bool)
+    out, _ = f(t, tm, _side())
+    assert torch.equal(out, t)  # every side input is gated shut at initialisation
+    opt = torch.optim.SGD(f.parameters(), lr=0.1)
+    for _ in range(3):
+        out, _ = f(t, tm, _side())
+        loss = (out - torch.ones_like(out)).pow(2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    alphas = [p for n, p in f.named_parameters() if "alpha" in n]
+    assert alphas and all(float(a.detach().abs().max()) > 0 for a in alphas)  # the gates receive gradient
+    side, kind = _side(), ("rat_text" if mode != "off" else "visual")
+    side[kind] = (side[kind][0] + 5.0, side[kind][1])
+    assert not torch.allclose(f(t, tm, side)[0], f(t, tm, _side())[0], atol=1e-6)
+    with pytest.raises(ValueError, match="gate"):
+        Fusion(mode, image, 24, 4, 0.0, gate="open")
+
+
 def test_fusion_modules_differ_per_mode():
     names = {m: {n for n, _ in Fusion(m, True, 24, 4, 0.0).named_parameters()} for m in
              ("off", "concat", "single", "dual")}

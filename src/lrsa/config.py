@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 Host = Literal["span", "generative"]
 Fusion = Literal["off", "concat", "single", "dual"]
+FusionGate = Literal["content", "zero"]
 ImageSide = Literal["none", "captions", "pixels"]
 SideEncoder = Literal["frozen", "shared"]
 
@@ -38,6 +39,9 @@ class ModelConfig(_Strict):
     backbone: str = "minilm"  # "minilm", "mpnet", a local directory, or a Hugging Face hub id
     host: Host = "span"
     fusion: Fusion = "dual"  # how rationales enter: off / concat / single cross-attention / dual
+    # gate of every fusion block: content (sigmoid of [q; attn], post-norm) or zero (tanh(alpha), alpha=0
+    # at start, pre-norm: the model starts as its text-only host)
+    fusion_gate: FusionGate = "content"
     image_side: ImageSide = "captions"  # none (text only), captions (image as text), pixels
     image_text_source: str = "mdca_captions"  # side input used as the image's text
     image_text_max: int = 4  # how many captions to join

@@ -15,8 +15,12 @@ Modes (``ModelConfig.fusion``):
           image side, the image rationale plays the part of V. The reverse direction (V <- T) is
           computed only for the generative host, whose decoder also attends to the fused V; the span
           tagger reads T alone, so it is skipped there (it would be dead computation).
-Every attention block is residual + LayerNorm with a content gate, so an unhelpful side input can be
-closed per token.
+Every attention block is residual with a gate, so an unhelpful side input can be closed
+(``ModelConfig.fusion_gate``):
+  content  q <- LayerNorm(q + sigmoid(W [q; a]) * a): a per-token gate opened about half-way at start.
+  zero     q <- q + tanh(alpha) * Attn(LayerNorm(q), kv), alpha a per-channel vector initialised at 0
+           (pre-norm, as Flamingo's gated cross-attention): at initialisation every variant computes
+           exactly its text-only host, and side inputs are let in only as far as training finds them useful.
 """
 
 from __future__ import annotations
@@ -26,12 +30,18 @@ from torch import nn
 
 
 class CrossBlock(nn.Module):
-    """q <- LayerNorm(q + g * Attn(q, kv)), g = sigmoid(W [q; attn]) (no FFN: CPU budget)."""
+    """Gated residual cross-attention of q over kv (no FFN: CPU budget); see the module doc for the gates."""
 
-    def __init__(self, dim: int, heads: int, dropout: float):
+    def __init__(self, dim: int, heads: int, dropout: float, gate: str = "content"):
         super().__init__()
         self.attn = nn.MultiheadAttention(dim, heads, dropout=dropout, batch_first=True)
-        self.gate = nn.Linear(2 * dim, dim)
+        self.gate_kind = gate
+        if gate == "content":
+            self.gate = nn.Linear(2 * dim, dim)
+        elif gate == "zero":
+            self.alpha = nn.Parameter(torch.zeros(dim))
+        else:
+            raise ValueError(f"unknown fusion gate {gate!r}; known: content, zero")
         self.norm = nn.LayerNorm(dim)
         self.drop = nn.Dropout(dropout)
 
@@ -40,8 +50,11 @@ class CrossBlock(nn.Module):
         empty = ~kv_mask.any(dim=1)
         safe = kv_mask.clone()
         safe[empty, 0] = True
-        a, _ = self.attn(q, kv, kv, key_padding_mask=~safe, need_weights=False)
+        x = self.norm(q) if self.gate_kind == "zero" else q
+        a, _ = self.attn(x, kv, kv, key_padding_mask=~safe, need_weights=False)
         a = a.masked_fill(empty[:, None, None], 0.0)
+        if self.gate_kind == "zero":
+            return q + self.drop(torch.tanh(self.alpha) * a)
         g = torch.sigmoid(self.gate(torch.cat([q, a], dim=-1)))
         return self.norm(q + self.drop(g * a))
 
@@ -53,24 +66,27 @@ def _pool(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 class Fusion(nn.Module):
     def __init__(self, mode: str, use_image: bool, dim: int, heads: int, dropout: float,
-                 visual_out: bool = True):
+                 visual_out: bool = True, gate: str = "content"):
         super().__init__()
         self.mode = mode
+        self.gate = gate
         self.visual_out = visual_out  # compute V <- T (dual step 2, reverse direction) for hosts that read it
         self.use_image = use_image
         if mode in ("off", "concat") and use_image:
-            self.visual = CrossBlock(dim, heads, dropout)
+            self.visual = CrossBlock(dim, heads, dropout, gate)
         if mode == "concat":
             self.concat = nn.Sequential(nn.Linear(3 * dim, dim), nn.GELU())
             self.concat_norm = nn.LayerNorm(dim)
+            if gate == "zero":
+                self.concat_alpha = nn.Parameter(torch.zeros(dim))
         if mode == "single":
-            self.single = CrossBlock(dim, heads, dropout)
+            self.single = CrossBlock(dim, heads, dropout, gate)
         if mode == "dual":
-            self.inject_t = CrossBlock(dim, heads, dropout)  # T  <- Lt
-            self.inject_v = CrossBlock(dim, heads, dropout)  # V  <- Li
-            self.t_from_v = CrossBlock(dim, heads, dropout)  # T' <- V'
+            self.inject_t = CrossBlock(dim, heads, dropout, gate)  # T  <- Lt
+            self.inject_v = CrossBlock(dim, heads, dropout, gate)  # V  <- Li
+            self.t_from_v = CrossBlock(dim, heads, dropout, gate)  # T' <- V'
             if visual_out:
-                self.v_from_t = CrossBlock(dim, heads, dropout)  # V' <- T'
+                self.v_from_t = CrossBlock(dim, heads, dropout, gate)  # V' <- T'
 
     def forward(self, t: torch.Tensor, t_mask: torch.Tensor, side: dict[str, tuple[torch.Tensor, torch.Tensor]]
                 ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor] | None]:
@@ -89,7 +105,10 @@ class Fusion(nn.Module):
             if self.use_image:
                 t = self.visual(t, *v)
             r = torch.cat([_pool(*lt), _pool(*li)], dim=-1).unsqueeze(1).expand(-1, t.size(1), -1)
-            t = self.concat_norm(t + self.concat(torch.cat([t, r], dim=-1)))
+            if self.gate == "zero":
+                t = t + torch.tanh(self.concat_alpha) * self.concat(torch.cat([self.concat_norm(t), r], dim=-1))
+            else:
+                t = self.concat_norm(t + self.concat(torch.cat([t, r], dim=-1)))
             return t, v
         if self.mode == "single":
             parts = ([v] if self.use_image else []) + [lt, li]

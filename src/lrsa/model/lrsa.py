@@ -57,7 +57,7 @@ class LRSANet(nn.Module):
             for kind in ("rat_text", "rat_image"):
                 self.side_proj[kind] = nn.Sequential(nn.Linear(side_dim, H), nn.LayerNorm(H))
         self.fusion = Fusion(cfg.fusion, cfg.uses_image, H, cfg.heads, cfg.dropout,
-                             visual_out=cfg.host == "generative")
+                             visual_out=cfg.host == "generative", gate=cfg.fusion_gate)
         if cfg.host == "span":
             self.head = SpanHead(H, cfg.dropout)
         else:
