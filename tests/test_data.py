@@ -118,6 +118,20 @@ def test_check_finds_political_twitter_overlap_with_standard_splits(data_dir: Pa
     assert json.loads(out.stdout)["summary"]["overlap_with_other_datasets"] > 0
 
 
+def test_checking_several_datasets_reads_each_file_once(data_dir: Path, monkeypatch) -> None:
+    from lrsa.data import checks
+
+    reads: list[str] = []
+    real = checks.load_splits
+    monkeypatch.setattr(checks, "load_splits", lambda n, *a, **k: reads.append(n) or real(n, *a, **k))
+    loaded: dict = {}
+    first = checks.check("political_twitter", data_dir, others=["twitter2015"], loaded=loaded)
+    second = checks.check("twitter2015", data_dir, others=["political_twitter"], loaded=loaded)
+    assert reads == ["political_twitter", "twitter2015"]
+    assert second == checks.check("twitter2015", data_dir, others=["political_twitter"])  # same as fresh reads
+    assert first["summary"]["overlap_with_other_datasets"] > 0 and second["summary"]["overlap_with_other_datasets"] > 0
+
+
 def test_user_jsonl_round_trip(tmp_path: Path, data_dir: Path) -> None:
     exs = load_dataset("twitter2015", "dev", data_dir)[:20]
     path = tmp_path / "posts.jsonl"

@@ -105,7 +105,8 @@ def check_cmd(
     from lrsa.data.checks import check
 
     with user_errors():
-        reports = {n: check(n, data_dir) for n in _names(name)}
+        loaded: dict = {}  # each dataset's files are read once across all the checks
+        reports = {n: check(n, data_dir, loaded=loaded) for n in _names(name)}
     if as_json:
         print_json(reports[name] if name else reports)
         return

@@ -69,11 +69,20 @@ def stats(name: str, data_dir: str | Path | None = None,
 
 
 def check(name: str, data_dir: str | Path | None = None,
-          others: list[str] | None = None) -> dict[str, Any]:
+          others: list[str] | None = None,
+          loaded: dict[str, dict[str, list[Example]]] | None = None) -> dict[str, Any]:
     """Find exact duplicates inside each split, posts shared between splits, posts shared with other
     named datasets (``others``: default every other dataset present in the data directory), and posts
-    that carry different gold labels where they occur."""
-    splits = load_splits(name, data_dir)
+    that carry different gold labels where they occur. ``loaded`` (dataset -> its splits) is filled and
+    reused, so that checking several datasets reads each file once."""
+    loaded = {} if loaded is None else loaded
+
+    def splits_of(n: str) -> dict[str, list[Example]]:
+        if n not in loaded:
+            loaded[n] = load_splits(n, data_dir)
+        return loaded[n]
+
+    splits = splits_of(name)
     root = resolve_data_dir(data_dir)
     index: dict[tuple, list[tuple[str, Example]]] = defaultdict(list)
     for split, exs in splits.items():
@@ -108,7 +117,7 @@ def check(name: str, data_dir: str | Path | None = None,
     for other in others:
         if other == name:
             continue
-        for o_split, o_exs in load_splits(other, data_dir).items():
+        for o_split, o_exs in splits_of(other).items():
             o_labels = {post_key(ex): _labels(ex) for ex in o_exs}
             for split, exs in splits.items():
                 shared = [ex for ex in exs if post_key(ex) in o_labels]
