@@ -163,6 +163,31 @@ def test_reproduce_skips_finished_runs_and_marks_missing_rows(tmp_path, monkeypa
     assert "missing (planned seeds 0)" in paths["twitter2015"].read_text()
 
 
+def test_reproduce_workers_skip_a_run_another_worker_holds(tmp_path, monkeypatch):
+    from filelock import FileLock
+
+    from lrsa.training import reproduce as rp
+
+    tiny = rp.Profile("tiny", ("twitter2015",), ("span",), {"text": 1, "image": 1, "concat": 1, "lrsa": 1},
+                      {k.split(".", 1)[1]: v for k, v in TINY.items()} | {"epochs": 1})
+    monkeypatch.setitem(rp.PROFILES, "tiny", tiny)
+    out = rp.run_dir(tmp_path / "runs", tiny, rp.RunSpec("twitter2015", "span", "text", 0))
+    out.mkdir(parents=True)
+    held = FileLock(out / ".worker.lock")
+    held.acquire()
+    trained: list[str] = []
+    monkeypatch.setattr("lrsa.training.loop.train", lambda run, *a, **k: trained.append(run.name))
+    logs: list[str] = []
+    try:
+        paths = rp.reproduce("tiny", runs=tmp_path / "runs", variants=["text", "lrsa"], log=logs.append)
+    finally:
+        held.release()
+    assert trained == ["twitter2015-span-lrsa-seed0"]  # the held run was left to its worker
+    assert any("twitter2015/span/text/seed0: being trained by another worker" in m for m in logs)
+    rows = {r["variant"]: r for r in json.loads((paths["twitter2015"].parent / "report.json").read_text())["rows"]}
+    assert rows["text"]["status"] == "missing"
+
+
 def test_full_profile_runs_every_generative_epoch_but_keeps_span_early_stopping():
     from lrsa.training import reproduce as rp
 

@@ -3,7 +3,8 @@
 Every (dataset, host, variant, seed) run trains into its own directory under ``<runs>/<profile>/`` and
 is complete when its ``result.json`` exists (predictions and scores beside it); a rerun skips it, and an
 interrupted run resumes from its last finished epoch. The report is rebuilt from whatever has finished,
-with missing rows marked.
+with missing rows marked. Several workers (processes) can run the same plan at once: each run is claimed
+with a file lock, so they share the runs out between them.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
+
+from filelock import FileLock, Timeout
 
 from lrsa.config import VARIANTS, RunConfig, apply_overrides, variant_overrides
 
@@ -140,8 +143,19 @@ def reproduce(profile_name: str, runs: str | Path = "runs/reproduce", results: s
             continue
         if max_runs is not None and done >= max_runs:
             break
-        log(f"[{time.perf_counter() - t0:6.0f}s] run {spec.key}")
+        # several workers may share one plan (e.g. one per core): each run is claimed by a lock that the
+        # OS releases if its worker dies, so a run is trained once and a crashed one is taken up again
+        out.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(out / ".worker.lock")
         try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            log(f"[{time.perf_counter() - t0:6.0f}s] {spec.key}: being trained by another worker; skipped")
+            continue
+        try:
+            if (out / "result.json").exists():  # finished by another worker meanwhile
+                continue
+            log(f"[{time.perf_counter() - t0:6.0f}s] run {spec.key}")
             train(run_config(profile, spec, base, threads), out, data_dir=data_dir, cache_dir=cache_dir,
                   log=lambda m: log(f"  {m}"))
         except (FileNotFoundError, ValueError, KeyError, RuntimeError) as err:
@@ -149,12 +163,14 @@ def reproduce(profile_name: str, runs: str | Path = "runs/reproduce", results: s
             log(f"  FAILED {spec.key}: {type(err).__name__}: {err}")
             failed.append(spec.key)
             continue
+        finally:
+            lock.release()
         done += 1
         for d in {spec.dataset}:
-            write_report(profile, runs, results, d, specs, data_dir)
+            write_report(profile, runs, results, d, specs, data_dir, base)
     paths = {}
     for d in dict.fromkeys(s.dataset for s in specs):
-        paths[d] = write_report(profile, runs, results, d, specs, data_dir)
+        paths[d] = write_report(profile, runs, results, d, specs, data_dir, base)
     if failed:
         log(f"{len(failed)} run(s) failed: {', '.join(failed)}")
     log(f"{done} run(s) trained in {time.perf_counter() - t0:.0f}s; reports: "
@@ -221,14 +237,14 @@ def _fmt(s: dict[str, float | None]) -> str:
 
 
 def write_report(profile: Profile, runs: Path, results: Path, dataset: str, specs: list[RunSpec],
-                 data_dir: str | Path | None = None) -> Path:
+                 data_dir: str | Path | None = None, base: dict[str, Any] | None = None) -> Path:
     from lrsa.data import data_checksums
 
     rows = collect(profile, runs, dataset, specs)
     cfg_example = None
     for s in specs:
         if s.dataset == dataset:
-            cfg_example = run_config(profile, s).model_dump()
+            cfg_example = run_config(profile, s, base).model_dump()
             break
     from lrsa.rationales.bundle import read_manifest
 
