@@ -33,6 +33,8 @@ from typing import Any
 
 import httpx
 
+from lrsa.serving.client import free_port, wait_healthy
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -83,11 +85,7 @@ def rss_mib(pid: int) -> float:
 
 class Server:
     def __init__(self, checkpoint: Path, batching: bool, log: Path, torch_threads: int = 0):
-        import socket
-
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = open(log, "wb")
         cmd = [sys.executable, "-m", "lrsa", "serve", "--checkpoint", str(checkpoint), "--port", str(self.port),
@@ -96,17 +94,8 @@ class Server:
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, cwd=REPO)
 
     def wait(self, timeout_s: float = 300) -> None:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"lrsa serve exited with {self.proc.returncode}; see {self.log.name}")
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.3)
-        raise RuntimeError(f"lrsa serve not healthy after {timeout_s} s")
+        self.log.flush()
+        wait_healthy(self.url, timeout_s, self.proc, Path(self.log.name), poll_s=0.3)
 
     def stop(self) -> None:
         self.proc.terminate()

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import io
 import os
-import socket
 import struct
 import subprocess
 import sys
@@ -18,8 +17,9 @@ import zlib
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
+
+from lrsa.serving.client import free_port, wait_healthy
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -115,26 +115,6 @@ class StubPredictor:
 
 
 # --------------------------------------------------------------------------- servers
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_healthy(url: str, timeout_s: float, proc: subprocess.Popen | None = None, log: Path | None = None) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode}:\n{log.read_text() if log else ''}")
-        try:
-            if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"{url} not healthy after {timeout_s} s:\n{log.read_text() if log else ''}")
 
 
 class InThreadServer:
