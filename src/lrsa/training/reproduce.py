@@ -48,9 +48,9 @@ class Profile:
     hosts: tuple[str, ...]
     seeds: dict[str, int]  # variant -> number of seeds
     train: dict[str, Any]  # TrainConfig overrides
-    model: dict[str, Any] = None  # ModelConfig overrides
+    model: dict[str, Any] | None = None  # ModelConfig overrides
     political: tuple[str, ...] = ("text", "lrsa")  # variants run on political_twitter (better host, 1 seed)
-    host_train: dict[str, dict[str, Any]] = None  # host -> TrainConfig overrides on top of ``train``
+    host_train: dict[str, dict[str, Any]] | None = None  # host -> TrainConfig overrides on top of ``train``
 
 
 PROFILES = {
