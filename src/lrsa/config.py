@@ -40,7 +40,7 @@ class ModelConfig(_Strict):
     host: Host = "span"
     fusion: Fusion = "dual"  # how rationales enter: off / concat / single cross-attention / dual
     # gate of every fusion block: content (sigmoid of [q; attn], post-norm) or zero (tanh(alpha), alpha=0
-    # at start, pre-norm: the model starts as its text-only host)
+    # at start, pre-norm: the fused text states start equal to the text-only ones)
     fusion_gate: FusionGate = "content"
     image_side: ImageSide = "captions"  # none (text only), captions (image as text), pixels
     image_text_source: str = "mdca_captions"  # side input used as the image's text

@@ -19,8 +19,9 @@ Every attention block is residual with a gate, so an unhelpful side input can be
 (``ModelConfig.fusion_gate``):
   content  q <- LayerNorm(q + sigmoid(W [q; a]) * a): a per-token gate opened about half-way at start.
   zero     q <- q + tanh(alpha) * Attn(LayerNorm(q), kv), alpha a per-channel vector initialised at 0
-           (pre-norm, as Flamingo's gated cross-attention): at initialisation every variant computes
-           exactly its text-only host, and side inputs are let in only as far as training finds them useful.
+           (pre-norm, as Flamingo's gated cross-attention): at initialisation the fused T equals T, so
+           the span host starts as exactly its text-only host (the generative decoder's memory still
+           holds the visual tokens), and side inputs come in only as far as training opens the gates.
 """
 
 from __future__ import annotations
