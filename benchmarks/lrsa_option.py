@@ -39,7 +39,8 @@ def main() -> None:
     from lrsa.config import apply_overrides
     from lrsa.data import data_checksums
     from lrsa.io import atomic_write_json, atomic_write_text
-    from lrsa.training.reproduce import PROFILES, RunSpec, _git_commit, _stat, reproduce, run_config, run_dir
+    from lrsa.training.reproduce import (PROFILES, RunSpec, _fmt, _git_commit, _stat, reproduce, run_config,
+                                         run_dir)
 
     overrides = {}
     for item in args.sets:
@@ -87,11 +88,6 @@ def main() -> None:
                                                     - s["lrsa_default"]["test_jmasa_f1"] for s in per_seed]),
                      "data_sha256": data_checksums(ds, args.data_dir)})
 
-    def fmt(s: dict) -> str:
-        if s["mean"] is None:
-            return "–"
-        return f"{s['mean']:.1f}" if s["std"] is None else f"{s['mean']:.1f} ± {s['std']:.1f}"
-
     def fmt_delta(s: dict) -> str:
         if s["mean"] is None:
             return "–"
@@ -117,8 +113,8 @@ def main() -> None:
             v = r[key]
             extra = (f" {fmt_delta(r['option_minus_text'])} | {fmt_delta(r['option_minus_default'])} |"
                      if key == "test_jmasa_f1" else " | |")
-            lines.append(f"| {r['dataset']} | {seeds} | {label} | {fmt(v['text'])} | {fmt(v['lrsa_default'])} | "
-                         f"{fmt(v['lrsa_option'])} |{extra}")
+            lines.append(f"| {r['dataset']} | {seeds} | {label} | {_fmt(v['text'])} | {_fmt(v['lrsa_default'])} | "
+                         f"{_fmt(v['lrsa_option'])} |{extra}")
     dev = {n: [r["dev_jmasa_f1"][n]["mean"] for r in rows if r["dev_jmasa_f1"][n]["mean"] is not None]
            for n in ("lrsa_default", "lrsa_option")}
     if all(dev.values()):

@@ -28,6 +28,7 @@ import torch
 
 from lrsa.config import RunConfig
 from lrsa.data.schema import Aspect
+from lrsa.io import atomic_write_text
 
 Log = Callable[[str], None]
 
@@ -47,22 +48,10 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write via a unique temp file + rename: concurrent writers never interleave."""
-    import tempfile
-
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_json(path: Path, obj: Any) -> None:
-    write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+    """Run records (config, scores, results, reports): sorted keys, written atomically (a unique temp file
+    renamed into place, so concurrent writers never interleave)."""
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
 
 
 # --------------------------------------------------------------------------- prediction

@@ -166,8 +166,7 @@ def reproduce(profile_name: str, runs: str | Path = "runs/reproduce", results: s
         finally:
             lock.release()
         done += 1
-        for d in {spec.dataset}:
-            write_report(profile, runs, results, d, specs, data_dir, base)
+        write_report(profile, runs, results, spec.dataset, specs, data_dir, base)
     paths = {}
     for d in dict.fromkeys(s.dataset for s in specs):
         paths[d] = write_report(profile, runs, results, d, specs, data_dir, base)
@@ -260,7 +259,8 @@ def write_report(profile: Profile, runs: Path, results: Path, dataset: str, spec
               "data_sha256": data_checksums(dataset, data_dir), "rows": rows}
     out = results / dataset
     out.mkdir(parents=True, exist_ok=True)
-    from lrsa.training.loop import write_json, write_text_atomic
+    from lrsa.io import atomic_write_text
+    from lrsa.training.loop import write_json
 
     write_json(out / "report.json", report)
     lines = [f"# {dataset}: LRSA ablation table ({profile.name} profile)", "",
@@ -291,5 +291,5 @@ def write_report(profile: Profile, runs: Path, results: Path, dataset: str, spec
         lines += [f"| {name} | {v} |" for name, v in PUBLISHED[dataset]]
         lines += ["", PUBLISHED_OTHER[dataset]]
     lines += ["", "Data sha256: " + ", ".join(f"`{k}` {v[:12]}…" for k, v in report["data_sha256"].items()), ""]
-    write_text_atomic(out / "report.md", "\n".join(lines))
+    atomic_write_text(out / "report.md", "\n".join(lines))
     return out / "report.md"
