@@ -140,21 +140,34 @@ def test_generative_host_benchmark_predictions_are_valid(tmp_path):
         assert all(b[0] >= a[1] for a, b in zip(spans, spans[1:]))
 
 
+def _tiny_profile(rp):
+    rows = (rp.Row("jmasa", "span", "text", None, 1, ("twitter2015",)),
+            rp.Row("jmasa", "span", "image", None, 1, ("twitter2015",)),
+            rp.Row("jmasa", "span", "lrsa", "lexicon", 1, ("twitter2015",)))
+    return rp.Profile("tiny", rows, {k.split(".", 1)[1]: v for k, v in TINY.items()} | {"epochs": 1})
+
+
 def test_reproduce_skips_finished_runs_and_marks_missing_rows(tmp_path, monkeypatch):
     from lrsa.training import reproduce as rp
 
-    tiny = rp.Profile("tiny", ("twitter2015",), ("span",), {"text": 1, "image": 1, "concat": 1, "lrsa": 1},
-                      {k.split(".", 1)[1]: v for k, v in TINY.items()} | {"epochs": 1})
+    tiny = _tiny_profile(rp)
     monkeypatch.setitem(rp.PROFILES, "tiny", tiny)
     logs: list[str] = []
-    paths = rp.reproduce("tiny", runs=tmp_path / "runs", variants=["text"], log=logs.append)
+    paths = rp.reproduce("tiny", runs=tmp_path / "runs", variants=["text", "image"], log=logs.append)
     report = json.loads((paths["twitter2015"].parent / "report.json").read_text())
     rows = {r["variant"]: r for r in report["rows"]}
     assert rows["text"]["status"] == "done" and rows["text"]["seeds"] == [0]
     assert rows["text"]["jmasa_f1"]["mean"] is not None
+    assert [p["seed"] for p in rows["text"]["per_seed"]] == [0]
+    assert rows["text"]["per_seed"][0]["commit"]  # every run records its commit
+    assert (rows["image"]["rationales"], rows["image"]["image_side"]) == ("none", "captions")
+    # a non-text row carries its paired comparison against text (seed-paired + bootstrap over sentences)
+    vs = rows["image"]["vs_text"]
+    assert vs["seeds"] == [0] and vs["bootstrap"]["items"] == 16
+    assert vs["bootstrap"]["lo"] <= vs["seed_diff"]["mean"] <= vs["bootstrap"]["hi"]
     assert len(report["data_sha256"]) >= 3 and "rows" in report and "config" in report
     md = paths["twitter2015"].read_text()
-    assert "| span | text | 0 |" in md and "Published" in md
+    assert "| span | text | none | none | 0 |" in md and "Published" in md
     logs.clear()
     paths = rp.reproduce("tiny", runs=tmp_path / "runs", log=logs.append, max_runs=0)
     assert not any("run twitter2015" in m for m in logs)  # nothing retrained
@@ -168,8 +181,7 @@ def test_reproduce_workers_skip_a_run_another_worker_holds(tmp_path, monkeypatch
 
     from lrsa.training import reproduce as rp
 
-    tiny = rp.Profile("tiny", ("twitter2015",), ("span",), {"text": 1, "image": 1, "concat": 1, "lrsa": 1},
-                      {k.split(".", 1)[1]: v for k, v in TINY.items()} | {"epochs": 1})
+    tiny = _tiny_profile(rp)
     monkeypatch.setitem(rp.PROFILES, "tiny", tiny)
     out = rp.run_dir(tmp_path / "runs", tiny, rp.RunSpec("twitter2015", "span", "text", 0))
     out.mkdir(parents=True)
@@ -182,18 +194,37 @@ def test_reproduce_workers_skip_a_run_another_worker_holds(tmp_path, monkeypatch
         paths = rp.reproduce("tiny", runs=tmp_path / "runs", variants=["text", "lrsa"], log=logs.append)
     finally:
         held.release()
-    assert trained == ["twitter2015-span-lrsa-seed0"]  # the held run was left to its worker
+    assert trained == ["twitter2015-span-lrsa-lexicon-seed0"]  # the held run was left to its worker
     assert any("twitter2015/span/text/seed0: being trained by another worker" in m for m in logs)
     rows = {r["variant"]: r for r in json.loads((paths["twitter2015"].parent / "report.json").read_text())["rows"]}
     assert rows["text"]["status"] == "missing"
 
 
-def test_full_profile_runs_every_generative_epoch_but_keeps_span_early_stopping():
+def test_full_profile_one_schedule_for_every_row_and_the_required_rows():
     from lrsa.training import reproduce as rp
 
     full = rp.PROFILES["full"]
-    span = rp.run_config(full, rp.RunSpec("twitter2015", "span", "lrsa", 2))
-    gen = rp.run_config(full, rp.RunSpec("twitter2015", "generative", "text", 0))
-    assert (span.train.epochs, span.train.patience, span.train.seed) == (5, 1, 2)
-    assert gen.model.host == "generative" and gen.train.patience >= gen.train.epochs - 1
-    assert span.model.fusion == "dual" and gen.model.fusion == "off"
+    specs = rp.plan(full)
+    configs = [rp.run_config(full, s) for s in specs]
+    # one schedule, fixed in advance, for every task, host and variant
+    assert {(c.train.epochs, c.train.patience, c.train.warmup, c.model.train_layers) for c in configs} == \
+        {(20, 3, 0.1, 2)}
+    seeds = {}
+    for s in specs:
+        seeds.setdefault((s.dataset, s.task, s.host, s.row_name), []).append(s.seed)
+    for d in ("twitter2015", "twitter2017"):
+        assert seeds[(d, "jmasa", "span", "text")] == [0, 1, 2, 3, 4]
+        assert seeds[(d, "jmasa", "span", "lrsa-arkmsa")] == [0, 1, 2, 3, 4]
+        for row in ("image", "concat-arkmsa", "lrsa-lexicon"):
+            assert seeds[(d, "jmasa", "span", row)] == [0, 1, 2]
+        for row in ("text", "lrsa-arkmsa"):
+            assert seeds[(d, "jmasa", "generative", row)] == [0, 1, 2]
+        assert seeds[(d, "masc", "aspect", "text")] == [0, 1, 2, 3, 4]
+        assert seeds[(d, "masc", "aspect", "lrsa-arkmsa-aspect")] == [0, 1, 2, 3, 4]
+        for row in ("image", "concat-arkmsa-aspect", "lrsa_li-arkmsa-aspect"):
+            assert seeds[(d, "masc", "aspect", row)] == [0, 1, 2]
+    assert seeds[("twitter2017", "jmasa", "span", "lrsa-gpt4")] == [0, 1, 2, 3, 4]
+    assert seeds[("political_twitter", "jmasa", "span", "lrsa-arkmsa")] == [0, 1, 2]
+    # the aspect-level reasons feed MASC rows only
+    assert all(s.task == "masc" for s in specs if s.rationales == "arkmsa-aspect")
+    assert specs[0] == rp.RunSpec("twitter2015", "span", "text", 0)  # the headline rows come first

@@ -310,11 +310,9 @@ class LRSA:
 
         run = self.run.model_copy(update={"train": self.run.train.model_copy(update={
             "dataset": dataset, "rationale_source": rationale_source or self.run.train.rationale_source})})
-        rationales = None
-        if run.model.uses_rationales:
-            from lrsa.rationales import load_bundle
+        from lrsa.training.data import load_rationales
 
-            rationales = load_bundle(dataset, run.train.rationale_source)
+        rationales = load_rationales(run)
         sp = load_split(run, split, self.tokenizer, self.side_encoder if run.model.side_encoder == "frozen"
                         else None, data_dir, rationales, limit)
         pad = self.tokenizer.pad_token_id or 0
@@ -322,8 +320,9 @@ class LRSA:
         pred = predict_split(self.net, sp, pad)
         seconds = time.perf_counter() - t0
         scores = score_split(sp, pred)
-        masc = score(sp.examples, masc_split(self.net, sp, pad))["masc"]
-        scores["masc"] = masc
+        if run.model.task == "jmasa":  # MASC of a joint host: forced onto the gold spans
+            scores["masc_forced"] = score(sp.examples, masc_split(self.net, sp, pad))["masc"]
+            scores["masc"] = scores["masc_forced"]
         scores["predict_seconds"] = round(seconds, 2)
         scores["examples_per_s"] = round(len(sp.examples) / seconds, 2)
         return {"predictions": pred, "scores": scores, "examples": sp.examples}

@@ -12,20 +12,23 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-Host = Literal["span", "generative"]
+Host = Literal["span", "generative", "aspect"]  # aspect: MASC (sentiment of one given aspect)
+AspectInput = Literal["pair", "marked"]
 Fusion = Literal["off", "concat", "single", "dual"]
 FusionGate = Literal["content", "zero"]
 ImageSide = Literal["none", "captions", "pixels"]
 SideEncoder = Literal["frozen", "shared"]
 
-#: the four ablation variants of the paper's table, as (image side on?, rationale fusion)
+#: the ablation variants of the paper's table, as (image side on?, rationale fusion, L_t read?);
+#: ``lrsa_li`` is LRSA with the text rationale removed (the image rationale only)
 VARIANTS: dict[str, dict[str, Any]] = {
-    "text": {"image": False, "fusion": "off"},
-    "image": {"image": True, "fusion": "off"},
-    "concat": {"image": True, "fusion": "concat"},
-    "lrsa": {"image": True, "fusion": "dual"},
+    "text": {"image": False, "fusion": "off", "rationale_text": True},
+    "image": {"image": True, "fusion": "off", "rationale_text": True},
+    "concat": {"image": True, "fusion": "concat", "rationale_text": True},
+    "lrsa": {"image": True, "fusion": "dual", "rationale_text": True},
+    "lrsa_li": {"image": True, "fusion": "dual", "rationale_text": False},
 }
 
 
@@ -48,7 +51,10 @@ class ModelConfig(_Strict):
     pixel_encoder: str = "efficientnet-lite0"
     side_encoder: SideEncoder = "frozen"  # frozen: cached states of the pretrained backbone
     side_backbone: str | None = None  # encoder of side texts when frozen; default = backbone
-    side_max_tokens: int = 48
+    # side texts (captions, L_t, L_i) arrive whole: 256 MiniLM tokens keep >= 95 % of every source whole
+    # (docs/design.md has the measured lengths; the longest p95 is GPT-4's descriptions, 248)
+    side_max_tokens: int = 256
+    rationale_text: bool = True  # read L_t; False = the image rationale only (dual / single fusion)
     # fine-tune only the top N transformer layers; the frozen lower layers' states are cached on disk
     # during training (BERT-family backbones). None = fine-tune every layer.
     train_layers: int | None = None
@@ -62,10 +68,30 @@ class ModelConfig(_Strict):
     decoder_ffn: int = 1024
     max_aspects: int = 12
     beam: int = 1
+    # aspect host (MASC): the given aspect as a second segment ([CLS] tweet [SEP] aspect [SEP]) or marked
+    # inside the tweet (``< aspect >``)
+    aspect_input: AspectInput = "pair"
 
     @property
     def uses_rationales(self) -> bool:
         return self.fusion != "off"
+
+    @property
+    def rationale_kinds(self) -> tuple[str, ...]:
+        if not self.uses_rationales:
+            return ()
+        return ("rat_text", "rat_image") if self.rationale_text else ("rat_image",)
+
+    @property
+    def task(self) -> str:
+        """``masc`` for the aspect host (given aspects), ``jmasa`` for the joint hosts."""
+        return "masc" if self.host == "aspect" else "jmasa"
+
+    @model_validator(mode="after")
+    def _check(self) -> "ModelConfig":
+        if not self.rationale_text and self.fusion not in ("dual", "single"):
+            raise ValueError("rationale_text=false (image rationale only) needs fusion dual or single")
+        return self
 
     @property
     def uses_image(self) -> bool:
@@ -73,7 +99,8 @@ class ModelConfig(_Strict):
 
 
 class TrainConfig(_Strict):
-    """How it is trained. Selection is on dev JMASA F1 only; test is scored once at the end."""
+    """How it is trained. Selection is on dev only (JMASA F1; MASC accuracy for the aspect host); test is
+    scored once at the end."""
 
     dataset: str = "twitter2015"
     rationale_source: str = "lexicon"
@@ -135,4 +162,5 @@ def variant_overrides(variant: str) -> dict[str, Any]:
     if variant not in VARIANTS:
         raise KeyError(f"unknown variant {variant!r}; known: {', '.join(VARIANTS)}")
     v = VARIANTS[variant]
-    return {"model.fusion": v["fusion"], "model.image_side": "captions" if v["image"] else "none"}
+    return {"model.fusion": v["fusion"], "model.image_side": "captions" if v["image"] else "none",
+            "model.rationale_text": v["rationale_text"]}

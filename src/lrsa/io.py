@@ -70,3 +70,19 @@ def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
                 yield n, rec
     except UnicodeDecodeError:
         raise DataError(str(path), f"line {n + 1}", "invalid UTF-8") from None
+
+
+def git_commit() -> str | None:
+    """The commit of the checkout this package runs from (``+dirty`` when it has uncommitted changes to
+    tracked files), or None outside a git checkout."""
+    import subprocess
+
+    here = Path(__file__).parent
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
+                              cwd=here).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                               text=True, check=True, cwd=here).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return head + ("+dirty" if dirty else "")

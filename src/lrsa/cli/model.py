@@ -45,7 +45,9 @@ def train_cmd(
                        log=typer.echo)
     t = result.get("test")
     typer.echo(f"checkpoint: {out / 'best'}")
-    if t:
+    if t and run.model.task == "masc":
+        typer.echo(f"test MASC acc {t['masc']['acc']:.2f}  macro-F1 {t['masc']['macro_f1']:.2f}")
+    elif t:
         typer.echo(f"test JMASA F1 {t['jmasa']['f1']:.2f}  MATE F1 {t['mate']['f1']:.2f}")
 
 
@@ -117,8 +119,11 @@ def predict_cmd(
 def reproduce_cmd(
     profile: str = typer.Option("quick", "--profile", help="quick (≤ 15 min, subsets) or full."),
     datasets: List[str] = typer.Option([], "--datasets", help="Restrict to these datasets (repeatable)."),
-    hosts: List[str] = typer.Option([], "--hosts", help="span and/or generative."),
-    variants: List[str] = typer.Option([], "--variants", help="text, image, concat, lrsa."),
+    hosts: List[str] = typer.Option([], "--hosts", help="span, generative and/or aspect (MASC)."),
+    variants: List[str] = typer.Option([], "--variants", help="text, image, concat, lrsa, lrsa_li."),
+    tasks: List[str] = typer.Option([], "--task", help="jmasa and/or masc (default: every row)."),
+    rationales: List[str] = typer.Option([], "--rationales", help="rows with these rationale sources "
+                                         "(arkmsa, arkmsa-aspect, gpt4, lexicon, none)."),
     seeds: Optional[int] = typer.Option(None, "--seeds", help="At most N seeds per row."),
     max_runs: Optional[int] = typer.Option(None, "--max-runs", help="Train at most N new runs, then report."),
     runs: Path = typer.Option(Path("runs/reproduce"), "--runs", help="Where runs are stored."),
@@ -128,7 +133,7 @@ def reproduce_cmd(
     data_dir: Optional[Path] = DataDirOption,
     cache_dir: Optional[Path] = CacheOption,
 ) -> None:
-    """Run the ablation table (text / image / concat / lrsa × both hosts); resumable per run."""
+    """Run the ablation tables (JMASA and MASC rows of the profile); resumable per run, one worker per core."""
     from lrsa.training.reproduce import PROFILES, reproduce
 
     def split(vals: list[str]) -> list[str] | None:
@@ -139,7 +144,7 @@ def reproduce_cmd(
         if profile not in PROFILES:
             raise ValueError(f"unknown profile {profile!r}; known: {', '.join(PROFILES)}")
         paths = reproduce(profile, runs=runs, results=results, datasets=split(datasets), hosts=split(hosts),
-                          variants=split(variants), seeds=seeds, max_runs=max_runs, data_dir=data_dir,
+                          variants=split(variants), tasks=split(tasks), rationales=split(rationales), seeds=seeds, max_runs=max_runs, data_dir=data_dir,
                           cache_dir=cache_dir, threads=threads, log=typer.echo)
     for p in paths.values():
         typer.echo(p.read_text())

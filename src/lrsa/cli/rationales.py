@@ -224,22 +224,31 @@ def show(
     bundle_root: Optional[Path] = typer.Option(None, help="bundle root [default: artifacts/rationales]"),
     data_dir: Optional[Path] = typer.Option(None, help="benchmark data dir (to print the tweet)"),
 ) -> None:
-    """Print the tweet and its rationales from a bundle."""
+    """Print the tweet and its rationales from a bundle, and which source each part came from."""
     from lrsa.rationales import load_bundle
+    from lrsa.rationales.bundle import read_manifest
 
-    rats = load_bundle(dataset, source, bundle_root)
+    entry = read_manifest(dataset, bundle_root).get("sources", {}).get(source, {})
+    level = entry.get("provenance", {}).get("level", "tweet")
+    rats = load_bundle(dataset, source, bundle_root, level=level)
     if id not in rats:
-        raise typer.BadParameter(f"no id {id!r} in the {source} bundle of {dataset} ({len(rats)} ids)")
+        hint = " (aspect-level ids look like test-12@3:5)" if level == "aspect" else ""
+        raise typer.BadParameter(f"no id {id!r} in the {source} bundle of {dataset} ({len(rats)} ids){hint}")
     r = rats[id]
+    sentence = id.split("@", 1)[0]
     try:
         from lrsa.rationales.inputs import dataset_inputs
 
-        split = id.rsplit("-", 1)[0]
-        text = next(i.text for i in dataset_inputs(dataset, [split], data_dir) if i.id == id)
+        split = sentence.rsplit("-", 1)[0]
+        text = next(i.text for i in dataset_inputs(dataset, [split], data_dir) if i.id == sentence)
         typer.echo(f"tweet: {text}")
     except (FileNotFoundError, StopIteration):
         pass
-    typer.echo(f"L_t:   {r.text}\nL_i:   {r.image}\nprovenance: {json.dumps(r.provenance, indent=2)}")
+    p = r.provenance
+    t_src = p.get("text_source", p.get("backend", source))
+    i_src = p.get("image_source", p.get("backend", source))
+    typer.echo(f"L_t ({t_src}):   {r.text}\nL_i ({i_src}):   {r.image}\n"
+               f"provenance: {json.dumps(p, indent=2)}")
 
 
 @rationales_app.command("export")
@@ -287,6 +296,23 @@ def import_cmd(
     path = write_bundle(dataset, source, records, {"backend": "import", "model": model, "prompt": prompt,
                                                    "imported_from": file.name}, root=bundle_root)
     typer.echo(f"bundle: {path} ({len(records)} records)")
+
+
+@rationales_app.command("import-published")
+def import_published_cmd(
+    dataset: str = typer.Option(..., help="twitter2015, twitter2017 or political_twitter"),
+    source: str = typer.Option(..., help="arkmsa (tweet level), arkmsa-aspect (aspect level, MASC only), "
+                                         "gpt4 (Twitter-2017 images)"),
+    bundle_root: Optional[Path] = typer.Option(None, help="bundle root [default: artifacts/rationales]"),
+    data_dir: Optional[Path] = typer.Option(None, help="benchmark data dir [default: $LRSA_DATA_DIR]"),
+) -> None:
+    """Build a bundle from rationales that LLMs wrote for the benchmarks (read from the data directory)."""
+    from lrsa.rationales.published import import_published
+
+    path, cov = import_published(dataset, source, data_dir, bundle_root,
+                                 command=f"lrsa rationales import-published --dataset {dataset} --source {source}")
+    miss = ", ".join(f"{k} {v}" for k, v in cov["missing"].items())
+    typer.echo(f"bundle: {path} ({cov['records']} records; missing: {miss})")
 
 
 def register(app: typer.Typer) -> None:

@@ -26,11 +26,13 @@ class Dataset:
     splits: dict[str, str]  # split -> path relative to the data dir
     side: dict[str, str] = field(default_factory=dict)  # side input name -> relative path
     extra_files: tuple[str, ...] = ()  # licences etc. fetched alongside
+    # published LLM rationales per split (ArkMSA's MiniGPT-4 records), read by lrsa.rationales.published
+    rationale_files: dict[str, str] = field(default_factory=dict)
     expected: dict[str, dict[str, int]] = field(default_factory=dict)
     has_images: bool = True
 
     def files(self) -> list[str]:
-        return [*self.splits.values(), *self.side.values(), *self.extra_files]
+        return [*self.splits.values(), *self.side.values(), *self.rationale_files.values(), *self.extra_files]
 
 
 def _twitter(name: str, folder: str, expected: dict[str, dict[str, int]]) -> Dataset:
@@ -46,6 +48,7 @@ def _twitter(name: str, folder: str, expected: dict[str, dict[str, int]]) -> Dat
         splits={s: f"{folder}/jmasa/{s}.json" for s in SPLITS},
         side=side,
         extra_files=(f"{folder}/captions/LICENSE.MDCA.txt",),
+        rationale_files={s: f"{folder}/rationales/arkmsa_{s}.json" for s in SPLITS},
         expected=expected,
     )
 

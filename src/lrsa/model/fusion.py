@@ -14,7 +14,9 @@ Modes (``ModelConfig.fusion``):
           the enriched V, and V to T; the hosts read the fused T (the ``lrsa`` variant). Without an
           image side, the image rationale plays the part of V. The reverse direction (V <- T) is
           computed only for the generative host, whose decoder also attends to the fused V; the span
-          tagger reads T alone, so it is skipped there (it would be dead computation).
+          tagger and the aspect classifier read T alone, so it is skipped there (dead computation).
+Switch ``rationale_text`` (``ModelConfig.rationale_text``, single and dual only): False = L_t is not read
+(the ``lrsa_li`` ablation: image rationale only); dual then skips T <- Lt, single leaves Lt out of the memory.
 Every attention block is residual with a gate, so an unhelpful side input can be closed
 (``ModelConfig.fusion_gate``):
   content  q <- LayerNorm(q + sigmoid(W [q; a]) * a): a per-token gate opened about half-way at start.
@@ -67,9 +69,12 @@ def _pool(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 class Fusion(nn.Module):
     def __init__(self, mode: str, use_image: bool, dim: int, heads: int, dropout: float,
-                 visual_out: bool = True, gate: str = "content"):
+                 visual_out: bool = True, gate: str = "content", rationale_text: bool = True):
         super().__init__()
+        if not rationale_text and mode not in ("single", "dual"):
+            raise ValueError(f"rationale_text=False needs fusion single or dual, not {mode!r}")
         self.mode = mode
+        self.rationale_text = rationale_text
         self.gate = gate
         self.visual_out = visual_out  # compute V <- T (dual step 2, reverse direction) for hosts that read it
         self.use_image = use_image
@@ -83,7 +88,8 @@ class Fusion(nn.Module):
         if mode == "single":
             self.single = CrossBlock(dim, heads, dropout, gate)
         if mode == "dual":
-            self.inject_t = CrossBlock(dim, heads, dropout, gate)  # T  <- Lt
+            if rationale_text:
+                self.inject_t = CrossBlock(dim, heads, dropout, gate)  # T  <- Lt
             self.inject_v = CrossBlock(dim, heads, dropout, gate)  # V  <- Li
             self.t_from_v = CrossBlock(dim, heads, dropout, gate)  # T' <- V'
             if visual_out:
@@ -95,13 +101,14 @@ class Fusion(nn.Module):
         v = side.get("visual")
         if self.use_image and v is None:
             raise ValueError("this model has an image side but no visual input was given")
-        if self.mode != "off" and ("rat_text" not in side or "rat_image" not in side):
-            raise ValueError(f"fusion={self.mode} needs both rationales (rat_text, rat_image)")
+        need = ("rat_text", "rat_image") if self.rationale_text else ("rat_image",)
+        if self.mode != "off" and any(k not in side for k in need):
+            raise ValueError(f"fusion={self.mode} needs the rationales {', '.join(need)}")
         if self.mode == "off":
             if self.use_image:
                 t = self.visual(t, *v)
             return t, v
-        lt, li = side["rat_text"], side["rat_image"]
+        lt, li = side.get("rat_text") if self.rationale_text else None, side["rat_image"]
         if self.mode == "concat":
             if self.use_image:
                 t = self.visual(t, *v)
@@ -112,12 +119,12 @@ class Fusion(nn.Module):
                 t = self.concat_norm(t + self.concat(torch.cat([t, r], dim=-1)))
             return t, v
         if self.mode == "single":
-            parts = ([v] if self.use_image else []) + [lt, li]
+            parts = ([v] if self.use_image else []) + ([lt] if lt is not None else []) + [li]
             mem = torch.cat([p[0] for p in parts], dim=1)
             mmask = torch.cat([p[1] for p in parts], dim=1)
             return self.single(t, mem, mmask), v
         # dual
-        t1 = self.inject_t(t, *lt)
+        t1 = self.inject_t(t, *lt) if lt is not None else t
         if self.use_image:
             v1 = self.inject_v(v[0], li[0], li[1])
             vmask = v[1]

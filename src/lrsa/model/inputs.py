@@ -1,4 +1,5 @@
-"""Posts -> tensors. One function serves training, evaluation and ``LRSA.predict``.
+"""Posts -> tensors. One function serves training, evaluation and ``LRSA.predict`` (``encode_post`` for the
+joint hosts, ``encode_aspect`` for the aspect host: one item per given aspect).
 
 An ``Encoded`` holds what the network needs for one post: subword ids, each word's first subword,
 casing features, and the index of its side texts (image text, rationales) in a side table of
@@ -12,7 +13,8 @@ from typing import Any
 
 import torch
 
-from lrsa.features.text import encode_words, word_features
+from lrsa.data.schema import POLARITIES
+from lrsa.features.text import encode_words, word_features, word_pieces
 from lrsa.model.generative import aspects_to_targets
 from lrsa.model.span import aspects_to_tags
 
@@ -28,6 +30,8 @@ class Encoded:
     tags: list[int] | None = None
     targets: list[int] | None = None
     side_index: dict[str, int] = field(default_factory=dict)  # kind -> row of the side table
+    aspect: tuple[int, int] | None = None  # aspect host: the given aspect's word span [start, end)
+    label: int | None = None  # aspect host: index of its polarity in POLARITIES (training)
 
 
 def encode_post(tokenizer: Any, id: str, words: list[str], max_tokens: int,
@@ -38,6 +42,43 @@ def encode_post(tokenizer: Any, id: str, words: list[str], max_tokens: int,
                    tags=aspects_to_tags(len(words), aspects) if aspects is not None else None,
                    targets=aspects_to_targets(aspects) if aspects is not None else None,
                    side_index=dict(side_index or {}))
+
+
+ASPECT_MARKERS = ("<", ">")
+
+
+def encode_aspect(tokenizer: Any, id: str, words: list[str], span: tuple[int, int], mode: str,
+                  max_tokens: int, polarity: str | None = None,
+                  side_index: dict[str, int] | None = None) -> Encoded:
+    """One (post, given aspect) for the aspect host. The words (and so the states the head reads) are the
+    tweet's; only the subword sequence shows the aspect: ``pair`` appends ``aspect [SEP]`` as a second
+    segment, ``marked`` puts ``<`` and ``>`` subwords around the aspect's pieces."""
+    s, e = span
+    if not 0 <= s < e <= len(words):
+        raise ValueError(f"{id}: aspect span {span} is outside the post's {len(words)} words")
+    if mode not in ("pair", "marked"):
+        raise ValueError(f"unknown aspect_input {mode!r}; known: pair, marked")
+    pieces = word_pieces(tokenizer, words)
+    cls = tokenizer.cls_token_id if tokenizer.cls_token_id is not None else tokenizer.bos_token_id
+    sep = tokenizer.sep_token_id if tokenizer.sep_token_id is not None else tokenizer.eos_token_id
+    left, right = (tokenizer(m, add_special_tokens=False)["input_ids"] for m in ASPECT_MARKERS)
+    ids, first = [cls], []
+    for i, p in enumerate(pieces):
+        if mode == "marked" and i == s:
+            ids.extend(left)
+        first.append(len(ids))
+        ids.extend(p)
+        if mode == "marked" and i == e - 1:
+            ids.extend(right)
+    ids.append(sep)
+    if mode == "pair":
+        ids.extend(t for p in pieces[s:e] for t in p)
+        ids.append(sep)
+    if len(ids) > max_tokens:
+        raise ValueError(f"{id}: post and aspect are {len(ids)} subword tokens, more than the model's "
+                         f"max_tokens={max_tokens}")
+    return Encoded(id=id, ids=ids, first=first, feats=word_features(words), side_index=dict(side_index or {}),
+                   aspect=(s, e), label=POLARITIES.index(polarity) if polarity is not None else None)
 
 
 def collate(items: list[Encoded], pad_id: int,
@@ -70,6 +111,10 @@ def collate(items: list[Encoded], pad_id: int,
         for b, e in enumerate(items):
             tg[b, :len(e.targets)] = torch.tensor(e.targets)
         batch["targets"] = tg
+    if items[0].aspect is not None:
+        batch["aspect"] = torch.tensor([e.aspect for e in items], dtype=torch.long)
+        if items[0].label is not None:
+            batch["label"] = torch.tensor([e.label for e in items], dtype=torch.long)
     side: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
     for kind, (states, mask) in (side_tables or {}).items():
         rows = [e.side_index[kind] for e in items]

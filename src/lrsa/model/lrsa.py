@@ -20,6 +20,7 @@ from torch import nn
 from lrsa.config import ModelConfig
 from lrsa.features.text import CASING_FEATURES, load_encoder
 from lrsa.features.vision import PixelEncoder
+from lrsa.model.aspect import AspectHead
 from lrsa.model.fusion import Fusion
 from lrsa.model.generative import PointerDecoder
 from lrsa.model.span import SpanHead
@@ -54,12 +55,15 @@ class LRSANet(nn.Module):
             vdim = PixelEncoder.dim if cfg.image_side == "pixels" else side_dim
             self.side_proj["visual"] = nn.Sequential(nn.Linear(vdim, H), nn.LayerNorm(H))
         if cfg.uses_rationales:
-            for kind in ("rat_text", "rat_image"):
+            for kind in cfg.rationale_kinds:
                 self.side_proj[kind] = nn.Sequential(nn.Linear(side_dim, H), nn.LayerNorm(H))
         self.fusion = Fusion(cfg.fusion, cfg.uses_image, H, cfg.heads, cfg.dropout,
-                             visual_out=cfg.host == "generative", gate=cfg.fusion_gate)
+                             visual_out=cfg.host == "generative", gate=cfg.fusion_gate,
+                             rationale_text=cfg.rationale_text)
         if cfg.host == "span":
             self.head = SpanHead(H, cfg.dropout)
+        elif cfg.host == "aspect":
+            self.head = AspectHead(H, cfg.dropout)
         else:
             self.head = PointerDecoder(H, cfg.heads, cfg.decoder_layers, cfg.decoder_ffn, cfg.dropout,
                                        cfg.max_aspects)
@@ -116,6 +120,8 @@ class LRSANet(nn.Module):
         t, v = self.fused(batch)
         if self.cfg.host == "span":
             return self.head.loss(t, batch["word_mask"], batch["tags"])
+        if self.cfg.host == "aspect":
+            return self.head.loss(t, batch["word_mask"], batch["aspect"], batch["label"])
         mem, mmask = self._memory(t, batch["word_mask"], v)
         return self.head.loss(t, batch["word_mask"], mem, mmask, batch["targets"])
 
@@ -124,12 +130,16 @@ class LRSANet(nn.Module):
         t, v = self.fused(batch)
         if self.cfg.host == "span":
             return self.head.decode(t, batch["word_mask"])
+        if self.cfg.host == "aspect":  # one (start, end, polarity, confidence) for each row's given span
+            return self.head.decode(t, batch["word_mask"], batch["aspect"])
         mem, mmask = self._memory(t, batch["word_mask"], v)
         return self.head.decode(t, batch["word_mask"], mem, mmask, beam=self.cfg.beam)
 
 
     @torch.no_grad()
     def classify_spans(self, batch: dict[str, Any], spans: list[list[tuple[int, int]]]) -> list[list[str]]:
+        if self.cfg.host == "aspect":
+            raise ValueError("the aspect host classifies the aspect of each item: use decode")
         t, v = self.fused(batch)
         if self.cfg.host == "span":
             return self.head.classify(t, spans)

@@ -80,6 +80,10 @@ class Backend(ABC):
         pass
 
 
+#: lexicon phrasing used by default: v2 does not restate the image texts in L_i (V holds them)
+LEXICON_VERSION = "v2"
+
+
 class LexiconBackend(Backend):
     """VADER cues and emoji names for L_t; image-side texts (description or captions) for L_i."""
 
@@ -87,7 +91,7 @@ class LexiconBackend(Backend):
     cacheable = False
     checked = False
 
-    def __init__(self, prompt_version: str = DEFAULT_VERSION, **_: Any):
+    def __init__(self, prompt_version: str = LEXICON_VERSION, **_: Any):
         from importlib.metadata import version
 
         self.prompt_version = prompt_version
@@ -106,8 +110,11 @@ class LexiconBackend(Backend):
                 "prompt_hash": lexicon_phrases(self.prompt_version)[1], "settings": {},
                 "description": "L_t: VADER compound, positive/negative lexicon words, negations, emphasis, "
                                "mentions, hashtags (camel case split), emoji names. L_i: words shared by the "
-                               "tweet and the image-side text, then the image-side text (Twitter-2017: GPT-4 "
-                               "image description; otherwise MDCA captions, deduplicated, joined)."}
+                               "tweet and the image-side text (Twitter-2017: GPT-4 image description; "
+                               "otherwise MDCA captions)"
+                               + (", then that text." if lexicon_phrases(self.prompt_version)[0].get(
+                                   "restate_image_texts", True) else
+                                  "; the image-side text itself is not restated (V holds it).")}
 
     async def complete(self, req: Request) -> Completion:
         from lrsa.rationales.lexicon import describe_image, explain_text

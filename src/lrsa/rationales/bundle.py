@@ -10,6 +10,7 @@ The default root is ``artifacts/rationales`` of the repository this package was 
 from __future__ import annotations
 
 import gzip
+import hashlib
 import io
 import json
 import os
@@ -48,6 +49,10 @@ def bundle_path(dataset: str, source: str, root: str | Path | None = None) -> Pa
 
 def _generate_hint(dataset: str, source: str) -> str:
     from lrsa.rationales.backends import BACKENDS
+    from lrsa.rationales.published import SOURCES
+
+    if source in SOURCES:
+        return f"lrsa rationales import-published --dataset {dataset} --source {source}"
 
     if source in BACKENDS:
         return f"lrsa rationales generate --dataset {dataset} --split all --backend {source} --bundle"
@@ -74,13 +79,18 @@ def available_sources(dataset: str, root: str | Path | None = None) -> list[str]
     return sorted(p.name[: -len(".jsonl.gz")] for p in folder.glob("*.jsonl.gz"))
 
 
-def load_bundle(dataset: str, source: str = "lexicon", root: str | Path | None = None
-                ) -> dict[str, Rationale]:
+def load_bundle(dataset: str, source: str = "lexicon", root: str | Path | None = None,
+                level: str = "tweet") -> dict[str, Rationale]:
     """Rationales of every sentence of ``dataset`` keyed by example id (``"train-0"``, ``"dev-3"``, ...).
 
     ``Rationale.text`` is L_t, ``Rationale.image`` is L_i, ``Rationale.provenance`` the backend, model,
     prompt version/hash and settings from the manifest plus any per-record fields.
+    ``level``: ``"tweet"`` (inputs where aspects must be found: JMASA, MATE) refuses a bundle written toward
+    given aspects (manifest ``provenance.level == "aspect"``, keyed ``<sentence id>@<start>:<end>``);
+    ``"aspect"`` (MASC) asks for exactly such a bundle.
     """
+    if level not in ("tweet", "aspect"):
+        raise ValueError(f"level must be 'tweet' or 'aspect', not {level!r}")
     path = bundle_path(dataset, source, root)
     if not path.is_file():
         have = available_sources(dataset, root)
@@ -92,6 +102,12 @@ def load_bundle(dataset: str, source: str = "lexicon", root: str | Path | None =
     if entry is None:
         raise DataError(str(path.parent / MANIFEST), f"source {source!r}",
                         f"{path.name} has no manifest entry; regenerate with `{_generate_hint(dataset, source)}`")
+    have_level = entry.get("provenance", {}).get("level", "tweet")
+    if have_level != level:
+        raise DataError(str(path), f"source {source!r}",
+                        f"is an {have_level}-level bundle; this input needs a {level}-level one"
+                        + (" (a rationale written toward a given aspect must never be an input where "
+                           "aspects are to be found)" if have_level == "aspect" else ""))
     digest = sha256_file(path)
     if entry.get("sha256") and entry["sha256"] != digest:
         raise DataError(str(path), "whole file",
@@ -127,8 +143,14 @@ def write_bundle(dataset: str, source: str, records: Iterable[dict[str, Any]], p
         for r in records:
             gz.write((json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n").encode("utf-8"))
     path = bundle_path(dataset, source, root)
-    atomic_write_bytes(path, buf.getvalue())
     manifest = read_manifest(dataset, root)
+    old = manifest.get("sources", {}).get(source)
+    if old and old.get("sha256") == hashlib.sha256(buf.getvalue()).hexdigest() and old.get("provenance") == provenance:
+        # a byte-identical rebuild (e.g. a derived bundle on a fresh clone): the manifest stays as it is
+        if not path.is_file() or sha256_file(path) != old["sha256"]:
+            atomic_write_bytes(path, buf.getvalue())
+        return path
+    atomic_write_bytes(path, buf.getvalue())
     manifest["dataset"] = dataset
     entry = {
         "provenance": provenance,

@@ -157,6 +157,8 @@ def describe_image(inp: RationaleInput, version: str = DEFAULT_VERSION) -> str:
     image_words = _content_words(joined)
     shared = [tweet_words[s] for s in tweet_words if s in image_words]
     out = [_fmt(P["image_relation"], words=_join(shared[:8])) if shared else P["image_no_relation"]]
+    if not P.get("restate_image_texts", True):  # v2: V holds the image texts; L_i adds only the relation
+        return out[0]
     if inp.image_source and "description" in inp.image_source:
         out.append(_fmt(P["image_description"], description=joined.strip()))
     else:

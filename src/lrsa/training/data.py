@@ -1,4 +1,9 @@
-"""Benchmark splits -> encoded items + side tables (frozen, cached states of rationales and captions)."""
+"""Benchmark splits -> encoded items + side tables (frozen, cached states of rationales and captions).
+
+Joint hosts (span, generative) get one item per sentence. The aspect host (MASC) gets one item per gold
+aspect, with id ``<sentence id>@<start>:<end>``; its image text is the sentence's, its rationales are the
+aspect's own when the bundle is aspect-level (keyed the same way) or the sentence's when tweet-level.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +18,7 @@ from lrsa.data import load_dataset, side_inputs
 from lrsa.data.schema import DataError, Example, Rationale
 from lrsa.features.side_cache import FrozenTextEncoder
 from lrsa.features.vision import image_text
-from lrsa.model.inputs import Encoded, encode_post
+from lrsa.model.inputs import Encoded, encode_aspect, encode_post
 
 
 @dataclass
@@ -24,9 +29,31 @@ class Split:
     side: dict[str, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
 
 
+def aspect_id(ex: Example, aspect: Any) -> str:
+    """The item id of one gold aspect (the key of aspect-level rationales too)."""
+    from lrsa.rationales.published import aspect_key
+
+    return aspect_key(ex.id, aspect.start, aspect.end)
+
+
+def load_rationales(run: RunConfig) -> dict[str, Rationale] | None:
+    """The run's rationale bundle: tweet-level for the joint hosts (an aspect-level bundle is refused there),
+    tweet- or aspect-level for the aspect host."""
+    if not run.model.uses_rationales:
+        return None
+    from lrsa.rationales.bundle import load_bundle, read_manifest
+
+    ds, src = run.train.dataset, run.train.rationale_source
+    level = "tweet"
+    if run.model.host == "aspect":
+        level = read_manifest(ds).get("sources", {}).get(src, {}).get("provenance", {}).get("level", "tweet")
+    return load_bundle(ds, src, level=level)
+
+
 def side_texts(examples: list[Example], run: RunConfig, side: dict[str, dict[str, list[str]]] | None,
                rationales: dict[str, Rationale] | None, dataset: str) -> dict[str, list[str]]:
-    """The side texts of each example by kind; a missing caption or rationale is an error."""
+    """The side texts by kind: image text per sentence; rationales per item (sentence, or gold aspect for
+    the aspect host). A missing caption or rationale is an error."""
     m = run.model
     out: dict[str, list[str]] = {}
     if m.image_side == "captions":
@@ -38,12 +65,18 @@ def side_texts(examples: list[Example], run: RunConfig, side: dict[str, dict[str
                         "(image as text) or none")
     if m.uses_rationales:
         assert rationales is not None
-        missing = [ex.id for ex in examples if ex.id not in rationales]
+        if m.host == "aspect":
+            keys = [aspect_id(ex, a) if aspect_id(ex, a) in rationales else ex.id
+                    for ex in examples for a in ex.aspects]
+        else:
+            keys = [ex.id for ex in examples]
+        missing = [k for k in keys if k not in rationales]
         if missing:
             raise DataError(f"rationale bundle {dataset}/{run.train.rationale_source}", f"id {missing[0]!r}",
-                            f"no rationale for {len(missing)} example(s)")
-        out["rat_text"] = [rationales[ex.id].text for ex in examples]
-        out["rat_image"] = [rationales[ex.id].image for ex in examples]
+                            f"no rationale for {len(missing)} item(s)")
+        if m.rationale_text:
+            out["rat_text"] = [rationales[k].text for k in keys]
+        out["rat_image"] = [rationales[k].image for k in keys]
     return out
 
 
@@ -69,10 +102,16 @@ def load_split(run: RunConfig, split: str, tokenizer: Any, side_encoder: FrozenT
     side = side_inputs(ds, data_dir) if run.model.image_side == "captions" else None
     texts = side_texts(examples, run, side, rationales, ds)
     items = []
+    m = run.model
     for i, ex in enumerate(examples):
+        if m.host == "aspect":
+            for a in ex.aspects:
+                index = {k: (i if k == "visual" else len(items)) for k in texts}
+                items.append(encode_aspect(tokenizer, aspect_id(ex, a), ex.words, a.span, m.aspect_input,
+                                           m.max_tokens, a.polarity, index))
+            continue
         aspects = [(a.start, a.end, a.polarity) for a in ex.aspects]
-        items.append(encode_post(tokenizer, ex.id, ex.words, run.model.max_tokens, aspects,
-                                 {k: i for k in texts}))
+        items.append(encode_post(tokenizer, ex.id, ex.words, m.max_tokens, aspects, {k: i for k in texts}))
     tables = {}
     for kind, tx in texts.items():
         if run.model.side_encoder == "frozen":

@@ -1,5 +1,5 @@
 """The one training loop: AdamW with warmup, gradient clipping, early stopping and checkpoint
-selection on dev JMASA F1 only, fixed seeds, resume after an interruption (epoch granularity),
+selection on dev only (JMASA F1 for the joint hosts, MASC accuracy for the aspect host), fixed seeds, resume after an interruption (epoch granularity),
 per-epoch metrics CSV and curve plots. The test split is scored once, from the dev-best checkpoint.
 
 Run directory layout::
@@ -69,12 +69,14 @@ def predict_split(net, split, pad_id: int, batch_size: int = 32) -> dict[str, li
 
     net.eval()
     order = sorted(range(len(split.items)), key=lambda i: len(split.items[i].ids))
-    out: dict[str, list] = {}
+    out: dict[str, list] = {ex.id: [] for ex in split.examples}
     for chunk in batches(split.items, batch_size, order):
         batch = collate(chunk, pad_id, split.side)
         for rid, aspects in zip(batch["ids"], net.decode(batch)):
-            out[rid] = aspects
-    return {ex.id: out[ex.id] for ex in split.examples}
+            out[rid.split("@", 1)[0]].extend(aspects)  # aspect-host items "<sentence id>@<span>"
+    for ex in split.examples:
+        out[ex.id].sort(key=lambda a: (a[0], a[1]))
+    return out
 
 
 @torch.no_grad()
@@ -111,6 +113,10 @@ def score_split(split, pred) -> dict[str, Any]:
     from lrsa.training.metrics import score
 
     return score(split.examples, as_aspects(pred))
+
+
+#: the dev score that selects the checkpoint, per task (the aspect host predicts given aspects: MASC)
+SELECTION = {"jmasa": ("JMASA F1", lambda s: s["jmasa"]["f1"]), "masc": ("MASC acc", lambda s: s["masc"]["acc"])}
 
 
 # --------------------------------------------------------------------------- state (resume)
@@ -165,7 +171,7 @@ def _load_state(net, opt, sched, src: Path) -> dict[str, Any]:
 
 
 CSV_FIELDS = ["epoch", "train_loss", "dev_jmasa_p", "dev_jmasa_r", "dev_jmasa_f1", "dev_mate_f1",
-              "dev_masc_joint_acc", "lr", "train_seconds", "train_examples_per_s", "eval_seconds"]
+              "dev_masc_joint_acc", "dev_masc_acc", "dev_masc_f1", "dev_selection", "lr", "train_seconds", "train_examples_per_s", "eval_seconds"]
 
 
 def write_curves(history: list[dict[str, Any]], out: Path) -> None:
@@ -184,8 +190,12 @@ def write_curves(history: list[dict[str, Any]], out: Path) -> None:
     fig, ax = plt.subplots(1, 2, figsize=(9, 3.2))
     ax[0].plot(ep, [r["train_loss"] for r in history], marker="o")
     ax[0].set(title="train loss", xlabel="epoch")
-    ax[1].plot(ep, [r["dev_jmasa_f1"] for r in history], marker="o", label="JMASA F1")
-    ax[1].plot(ep, [r["dev_mate_f1"] for r in history], marker="s", label="MATE F1")
+    if history and history[0].get("dev_masc_acc") is not None and history[0].get("dev_mate_f1") == 100.0:
+        ax[1].plot(ep, [r["dev_masc_acc"] for r in history], marker="o", label="MASC acc")
+        ax[1].plot(ep, [r["dev_masc_f1"] for r in history], marker="s", label="MASC macro-F1")
+    else:
+        ax[1].plot(ep, [r["dev_jmasa_f1"] for r in history], marker="o", label="JMASA F1")
+        ax[1].plot(ep, [r["dev_mate_f1"] for r in history], marker="s", label="MATE F1")
     ax[1].set(title="dev", xlabel="epoch")
     ax[1].legend()
     fig.tight_layout()
@@ -241,13 +251,11 @@ def train(run: RunConfig, out_dir: str | Path, data_dir: str | Path | None = Non
 
     path = resolve_backbone(m_cfg.backbone)
     tok = load_tokenizer(path)
-    rationales, rat_prov = None, None
-    if m_cfg.uses_rationales:
-        from lrsa.rationales import load_bundle
+    from lrsa.training.data import load_rationales
 
-        rationales = load_bundle(t_cfg.dataset, t_cfg.rationale_source)
-        first = next(iter(rationales.values()))
-        rat_prov = first.provenance
+    rationales = load_rationales(run)
+    rat_prov = next(iter(rationales.values())).provenance if rationales else None
+    sel_name, sel = SELECTION[m_cfg.task]
     side_encoder = None
     side_dim = 0
     needs_side = m_cfg.uses_rationales or m_cfg.image_side == "captions"
@@ -295,7 +303,7 @@ def train(run: RunConfig, out_dir: str | Path, data_dir: str | Path | None = Non
         info = _load_state(net, opt, sched, out / "state")
         history, best_f1, best_epoch = info["history"], info["best_f1"], info["best_epoch"]
         start_epoch = info["epoch"] + 1
-        log(f"resumed after epoch {info['epoch']} (best dev JMASA F1 {best_f1:.2f} at epoch {best_epoch})")
+        log(f"resumed after epoch {info['epoch']} (best dev {sel_name} {best_f1:.2f} at epoch {best_epoch})")
     meta = _meta(run, side_encoder, side_dim, rat_prov)
     pad = tok.pad_token_id or 0
     stopped = "epochs"
@@ -324,14 +332,18 @@ def train(run: RunConfig, out_dir: str | Path, data_dir: str | Path | None = Non
         row = {"epoch": epoch, "train_loss": round(sum(losses) / max(1, len(losses)), 5),
                "dev_jmasa_p": dev["jmasa"]["p"], "dev_jmasa_r": dev["jmasa"]["r"],
                "dev_jmasa_f1": dev["jmasa"]["f1"], "dev_mate_f1": dev["mate"]["f1"],
-               "dev_masc_joint_acc": dev["masc_joint"]["acc"], "lr": sched.get_last_lr()[0],
+               "dev_masc_joint_acc": dev["masc_joint"]["acc"],
+               "dev_masc_acc": dev["masc"]["acc"] if dev.get("masc") else None,
+               "dev_masc_f1": dev["masc"]["macro_f1"] if dev.get("masc") else None,
+               "dev_selection": sel(dev), "lr": sched.get_last_lr()[0],
                "train_seconds": round(train_s, 2), "train_examples_per_s": round(seen / train_s, 2),
                "eval_seconds": round(time.perf_counter() - t2, 2)}
         history.append(row)
-        log(f"epoch {epoch}: loss {row['train_loss']:.4f} dev JMASA F1 {row['dev_jmasa_f1']:.2f} "
-            f"MATE F1 {row['dev_mate_f1']:.2f} ({train_s:.0f}s, {row['train_examples_per_s']} ex/s)")
-        if dev["jmasa"]["f1"] > best_f1:
-            best_f1, best_epoch = dev["jmasa"]["f1"], epoch
+        log(f"epoch {epoch}: loss {row['train_loss']:.4f} dev {sel_name} {sel(dev):.2f} "
+            + (f"MATE F1 {row['dev_mate_f1']:.2f} " if m_cfg.task == "jmasa" else f"macro-F1 {row['dev_masc_f1']:.2f} ")
+            + f"({train_s:.0f}s, {row['train_examples_per_s']} ex/s)")
+        if sel(dev) > best_f1:
+            best_f1, best_epoch = sel(dev), epoch
             save_checkpoint(net, tok, {**meta, "training": {**meta["training"], "best_epoch": epoch,
                                                             "dev": dev}}, out / "best")
             write_predictions(dev_pred, out / "predictions_dev.jsonl")
@@ -346,7 +358,10 @@ def finish(run: RunConfig, out: Path, data_dir, cache_dir, history, best_epoch, 
     from lrsa.api import LRSA
 
     model = LRSA.from_pretrained(out / "best", cache_dir=cache_dir)
-    result: dict[str, Any] = {"config": run.model_dump(), "best_epoch": best_epoch, "stopped": stopped,
+    from lrsa.io import git_commit
+
+    result: dict[str, Any] = {"config": run.model_dump(), "commit": git_commit(), "seed": run.train.seed,
+                              "best_epoch": best_epoch, "stopped": stopped,
                               "epochs_run": len(history), "history": history,
                               "train_seconds": round(sum(r["train_seconds"] for r in history), 1)}
     for split, lim in (("dev", run.train.dev_limit), ("test", run.train.test_limit)):
@@ -357,7 +372,10 @@ def finish(run: RunConfig, out: Path, data_dir, cache_dir, history, best_epoch, 
         write_predictions(ev["predictions"], out / f"predictions_{split}.jsonl")
         result[split] = ev["scores"]
         result[f"{split}_seconds"] = round(time.perf_counter() - t0, 1)
-        log(f"{split}: JMASA F1 {ev['scores']['jmasa']['f1']:.2f} MATE F1 {ev['scores']['mate']['f1']:.2f}")
+        sc = ev["scores"]
+        log(f"{split}: " + (f"JMASA F1 {sc['jmasa']['f1']:.2f} MATE F1 {sc['mate']['f1']:.2f}"
+                            if run.model.task == "jmasa" else
+                            f"MASC acc {sc['masc']['acc']:.2f} macro-F1 {sc['masc']['macro_f1']:.2f}"))
     model.record_scores(out / "best", dev=result.get("dev"), test=result.get("test"))
     write_json(out / "scores.json", {k: result.get(k) for k in ("dev", "test")})
     write_curves(history, out)

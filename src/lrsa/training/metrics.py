@@ -47,6 +47,32 @@ def _masc(pairs: list[tuple[str, str | None]]) -> dict[str, float]:
             "n": n}
 
 
+def masc_pairs(pairs: list[tuple[str, str | None]]) -> dict[str, float]:
+    """MASC accuracy and macro-F1 of (gold, predicted) polarity pairs; a predicted ``None`` is wrong."""
+    return _masc(pairs)
+
+
+def item_counts(task: str, gold: list[Example], pred: dict[str, list[Aspect]]) -> list[tuple[int, ...]]:
+    """Per-item counts that ``score`` sums, for paired bootstraps over items.
+
+    ``jmasa``: one ``(tp, predicted, gold)`` triple count per sentence (micro F1 = sums of these);
+    ``masc``: one ``(correct,)`` per gold aspect (accuracy = their mean).
+    """
+    out: list[tuple[int, ...]] = []
+    for ex in gold:
+        p_aspects = pred.get(ex.id, [])
+        if task == "jmasa":
+            triples = {(a.start, a.end, a.polarity) for a in p_aspects}
+            g = {(a.start, a.end, a.polarity) for a in ex.aspects}
+            out.append((len(triples & g), len(triples), len(ex.aspects)))
+        elif task == "masc":
+            span_pol = _span_polarity(p_aspects)
+            out.extend((int(span_pol.get(a.span) == a.polarity),) for a in ex.aspects)
+        else:
+            raise ValueError(f"unknown task {task!r}; known: jmasa, masc")
+    return out
+
+
 def score(gold: list[Example], pred: dict[str, list[Aspect]]) -> dict[str, Any]:
     """Score predicted aspects against gold examples.
 

@@ -1,0 +1,107 @@
+"""Statistics for claims that one variant beats another: mean ± std over seeds, seed-paired differences
+and a paired bootstrap over test items, plus the MASC baselines that need no training.
+
+Paired bootstrap (``paired``): the test items (sentences for JMASA, gold aspects for MASC) are resampled
+with replacement ``n`` times (seed 0); on every resample each seed's score of the variant and of its
+baseline is recomputed from per-item counts (JMASA: micro F1 from per-sentence true positives, predicted
+and gold triples; MASC: accuracy), their difference averaged over the common seeds. The interval is the
+2.5th and 97.5th percentile of those averages. Scores come from the runs' ``predictions_test.jsonl``.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lrsa.data.schema import POLARITIES, Example
+
+N_RESAMPLES = 2000
+
+
+def summary(values: list[float]) -> dict[str, float | None]:
+    """``{"mean", "std"}`` (sample std; None for fewer than two values)."""
+    if not values:
+        return {"mean": None, "std": None}
+    m = sum(values) / len(values)
+    if len(values) < 2:
+        return {"mean": round(m, 2), "std": None}
+    sd = math.sqrt(sum((v - m) ** 2 for v in values) / (len(values) - 1))
+    return {"mean": round(m, 2), "std": round(sd, 2)}
+
+
+def _counts(task: str, gold: list[Example], path: Path) -> np.ndarray:
+    """JMASA: [N sentences, 3] (tp, predicted, gold); MASC: [N aspects, 1] (correct)."""
+    from lrsa.training.metrics import item_counts, read_predictions
+
+    pred = read_predictions(path, gold)
+    # predictions of a subset (e.g. a test_limit) are scored on that subset only
+    scored = [ex for ex in gold if ex.id in pred]
+    return np.asarray(item_counts(task, scored, pred), dtype=np.float64)
+
+
+def _score(task: str, c: np.ndarray) -> np.ndarray:
+    """Score per resample from summed counts ``c [..., k]`` (percent)."""
+    if task == "masc":
+        return 100 * c[..., 0] / np.maximum(c[..., 1], 1)
+    tp, n_pred, n_gold = c[..., 0], c[..., 1], c[..., 2]
+    p = np.where(n_pred > 0, tp / np.maximum(n_pred, 1), 0.0)
+    r = np.where(n_gold > 0, tp / np.maximum(n_gold, 1), 0.0)
+    return 100 * np.where(p + r > 0, 2 * p * r / np.maximum(p + r, 1e-12), 0.0)
+
+
+def paired(task: str, gold: list[Example], variant: list[Path], baseline: list[Path], seeds: list[int],
+           n: int = N_RESAMPLES) -> dict[str, Any]:
+    """Seed-paired differences (variant − baseline) and the paired bootstrap 95 % interval of their mean."""
+    v = [_counts(task, gold, p) for p in variant]
+    b = [_counts(task, gold, p) for p in baseline]
+    if task == "masc":  # accuracy = correct / items: carry the item count as a second column
+        v = [np.concatenate([x, np.ones_like(x)], axis=1) for x in v]
+        b = [np.concatenate([x, np.ones_like(x)], axis=1) for x in b]
+    items = v[0].shape[0]
+    if any(x.shape[0] != items for x in v + b):
+        raise ValueError("runs to compare were scored on different test items")
+    diffs = [float(_score(task, x.sum(0)) - _score(task, y.sum(0))) for x, y in zip(v, b)]
+    rng = np.random.default_rng(0)
+    w = rng.multinomial(items, np.full(items, 1.0 / items), size=n).astype(np.float64)  # [n, items]
+    boot = np.zeros(n)
+    for x, y in zip(v, b):
+        boot += _score(task, w @ x) - _score(task, w @ y)
+    boot /= len(v)
+    lo, hi = np.percentile(boot, [2.5, 97.5])
+    return {"seeds": seeds, "diffs": [round(d, 2) for d in diffs], "seed_diff": summary(diffs),
+            "bootstrap": {"mean": round(float(boot.mean()), 2), "lo": round(float(lo), 2),
+                          "hi": round(float(hi), 2), "resamples": n, "items": items,
+                          "above_zero": bool(lo > 0)}}
+
+
+def masc_baselines(dataset: str, data_dir: str | Path | None = None) -> dict[str, Any]:
+    """Accuracy / macro-F1 on dev and test of (1) the majority class of train and (2) the sentiment that
+    the MiniGPT-4 reason states ("Sentiment: X."; an LLM output: unparseable counts as wrong)."""
+    from lrsa.data import load_dataset
+    from lrsa.data.schema import Aspect
+    from lrsa.rationales.bundle import bundle_path, load_bundle
+    from lrsa.rationales.published import aspect_key, stated_sentiment
+    from lrsa.training.metrics import masc_pairs, score
+
+    train = load_dataset(dataset, "train", data_dir)
+    counts = {p: sum(a.polarity == p for ex in train for a in ex.aspects) for p in POLARITIES}
+    majority = max(counts, key=counts.get)
+    out: dict[str, Any] = {"majority": {"description": f"majority class of train ({majority})"}}
+    reasons = load_bundle(dataset, "arkmsa-aspect", level="aspect") \
+        if bundle_path(dataset, "arkmsa-aspect").is_file() else None
+    if reasons is not None:
+        out["reason_stated"] = {"description": "sentiment stated by the MiniGPT-4 reason"}
+    for split in ("dev", "test"):
+        gold = load_dataset(dataset, split, data_dir)
+        maj = {ex.id: [Aspect(start=a.start, end=a.end, polarity=majority) for a in ex.aspects] for ex in gold}
+        out["majority"][split] = score(gold, maj)["masc"]
+        if reasons is not None:
+            pairs = [(a.polarity, stated_sentiment(reasons[aspect_key(ex.id, a.start, a.end)].text))
+                     for ex in gold for a in ex.aspects]
+            m = masc_pairs(pairs)  # an unparseable reason (None) is wrong and counts towards no class
+            out["reason_stated"][split] = {"acc": m["acc"], "macro_f1": m["macro_f1"],
+                                           "unparsed": sum(p is None for _, p in pairs)}
+    return out
