@@ -228,3 +228,15 @@ def test_full_profile_one_schedule_for_every_row_and_the_required_rows():
     # the aspect-level reasons feed MASC rows only
     assert all(s.task == "masc" for s in specs if s.rationales == "arkmsa-aspect")
     assert specs[0] == rp.RunSpec("twitter2015", "span", "text", 0)  # the headline rows come first
+
+
+def test_readme_table_is_the_committed_summary():
+    """The README's results table is results/summary.md, which reproduce builds from the report.json files."""
+    from lrsa.training import reproduce as rp
+    from tests.conftest import REPO
+
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    start, end = rp.SUMMARY_MARKERS
+    table = readme.split(start, 1)[1].split(end, 1)[0].strip("\n") + "\n"
+    assert table == (REPO / "results" / "summary.md").read_text(encoding="utf-8")
+    assert table == rp.summary_markdown(REPO / "results")

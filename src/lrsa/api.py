@@ -42,6 +42,52 @@ def tokenize(text: str) -> tuple[list[str], list[tuple[int, int]]]:
     return words, spans
 
 
+def resolve_aspects(given: list[Any], words: list[str], where: str) -> list[tuple[int, int]]:
+    """Given aspects -> word spans of ``words``: a surface string is found as whole words (first occurrence,
+    exact case first, then ignoring case); ``{"start", "end"}`` are word indices (end exclusive)."""
+    if not isinstance(given, list):
+        raise ValueError(f"{where}: aspects must be a list")
+    out = []
+    for j, a in enumerate(given):
+        if isinstance(a, str):
+            target = tokenize(a)[0]
+            if not target:
+                raise ValueError(f"{where}: aspect {j} is empty")
+            k = len(target)
+            hits = [i for i in range(len(words) - k + 1) if words[i:i + k] == target] or \
+                [i for i in range(len(words) - k + 1) if [w.lower() for w in words[i:i + k]] == [t.lower() for t in target]]
+            if not hits:
+                raise ValueError(f"{where}: aspect {a!r} does not occur as whole words in the text")
+            out.append((hits[0], hits[0] + k))
+        elif isinstance(a, dict) and isinstance(a.get("start"), int) and isinstance(a.get("end"), int):
+            if not 0 <= a["start"] < a["end"] <= len(words):
+                raise ValueError(f"{where}: aspect {j} span [{a['start']}, {a['end']}) is outside the "
+                                 f"text's {len(words)} words")
+            out.append((a["start"], a["end"]))
+        else:
+            raise ValueError(f"{where}: aspect {j} must be a string or {{'start': int, 'end': int}}")
+    return out
+
+
+def _aspect_rationales(given: list[Any] | None, n: int, where: str) -> list[Rationale | None]:
+    if given is None:
+        return [None] * n
+    if not isinstance(given, list) or len(given) != n:
+        raise ValueError(f"{where}: aspect_rationales must be a list with one entry (or None) per aspect ({n})")
+    out = []
+    for r in given:
+        if r is None:  # this aspect uses the post's rationale
+            out.append(None)
+        elif isinstance(r, Rationale):
+            out.append(r)
+        elif isinstance(r, dict) and all(isinstance(r.get(k, ""), str) for k in ("text", "image")):
+            out.append(Rationale(text=r.get("text", ""), image=r.get("image", ""),
+                                 provenance={"backend": "user", "level": "aspect"}))
+        else:
+            raise ValueError(f"{where}: each aspect rationale is a Rationale or {{'text', 'image'}} strings")
+    return out
+
+
 class LRSA:
     """A trained LRSA model (or its text-only / image / concat ablations) ready to predict."""
 
@@ -204,15 +250,25 @@ class LRSA:
     # ---------------------------------------------------------------- prediction
 
     def predict(self, text: str, image: Any = None, *, image_text: str | None = None,
+                aspects: list[Any] | None = None, aspect_rationales: list[Any] | None = None,
                 use_rationales: bool = True) -> Prediction:
-        return self.predict_batch([{"text": text, "image": image, "image_text": image_text}],
-                                  use_rationales=use_rationales)[0]
+        """One post. ``aspects`` (MASC checkpoints, ``host: aspect``): the given aspects, each a surface string
+        (its first occurrence as whole words) or ``{"start", "end"}`` word indices of ``tokenize(text)``;
+        ``aspect_rationales``: optionally one rationale per aspect (``Rationale`` or ``{"text", "image"}``),
+        e.g. an LLM's reason toward it, else the post's rationale from the backend serves every aspect."""
+        post: dict[str, Any] = {"text": text, "image": image, "image_text": image_text}
+        if aspects is not None:
+            post["aspects"] = aspects
+        if aspect_rationales is not None:
+            post["aspect_rationales"] = aspect_rationales
+        return self.predict_batch([post], use_rationales=use_rationales)[0]
 
     def predict_batch(self, posts: list[dict[str, Any]], progress: bool = False,
                       use_rationales: bool = True, batch_size: int = 32) -> list[Prediction]:
-        """Predict many posts: each a dict with ``text`` and optional ``image`` / ``image_text`` / ``id``."""
+        """Predict many posts: each a dict with ``text`` and optional ``image`` / ``image_text`` / ``id``
+        (and ``aspects`` / ``aspect_rationales`` for MASC checkpoints, as in ``predict``)."""
         from lrsa.features.vision import PixelEncoder, open_image
-        from lrsa.model.inputs import collate, encode_post
+        from lrsa.model.inputs import collate, encode_aspect, encode_post
 
         m = self.run.model
         out: list[Prediction] = []
@@ -226,6 +282,8 @@ class LRSA:
             timings: dict[str, float] = {}
             t0 = time.perf_counter()
             words_l, spans_l, texts = [], [], []
+            given_l: list[list[tuple[int, int]]] = []
+            aspect_rats: list[list[Rationale | None]] = []
             image_texts: list[str | None] = []
             visuals = []
             for n, post in enumerate(group):
@@ -234,6 +292,17 @@ class LRSA:
                 words, spans = tokenize(post["text"])
                 if not words:
                     raise ValueError(f"post {c + n}: empty text")
+                given = post.get("aspects")
+                if m.host == "aspect":
+                    if not given:
+                        raise ValueError(f"post {c + n}: this model classifies given aspects (MASC): give "
+                                         "aspects=[...] (surface strings or word spans)")
+                    given_l.append(resolve_aspects(given, words, f"post {c + n}"))
+                    aspect_rats.append(_aspect_rationales(post.get("aspect_rationales"), len(given_l[-1]),
+                                                          f"post {c + n}"))
+                elif given is not None:
+                    raise ValueError(f"post {c + n}: this model extracts the aspects itself (host "
+                                     f"{m.host}); given aspects need a MASC checkpoint (host: aspect)")
                 words_l.append(words)
                 spans_l.append(spans)
                 texts.append(post["text"])
@@ -268,9 +337,12 @@ class LRSA:
             side_texts: dict[str, list[str]] = {}
             if m.image_side == "captions":
                 side_texts["visual"] = [t or "" for t in image_texts]
+            # rationale rows: one per post, or one per given aspect (its own rationale, else the post's)
+            per_item = [r for n in range(len(group)) for r in
+                        ([a or rats[n] for a in aspect_rats[n]] if m.host == "aspect" else [rats[n]])]
             if m.uses_rationales:
-                side_texts["rat_text"] = [r.text if r else "" for r in rats]
-                side_texts["rat_image"] = [r.image if r else "" for r in rats]
+                side_texts["rat_text"] = [r.text if r else "" for r in per_item]
+                side_texts["rat_image"] = [r.image if r else "" for r in per_item]
             tables = self._side_tables(side_texts) if side_texts else {}
             if not (m.uses_rationales and use_rationales):
                 for k in ("rat_text", "rat_image"):
@@ -279,20 +351,36 @@ class LRSA:
             if m.image_side == "pixels":
                 v = torch.stack(visuals)
                 tables["visual"] = (v, torch.ones(v.shape[:2], dtype=torch.bool))
-            items = [encode_post(self.tokenizer, post.get("id") or f"post-{c + n}", words_l[n], m.max_tokens,
-                                 side_index={k: n for k in tables}) for n, post in enumerate(group)]
+            if m.host == "aspect":
+                items, owner = [], []
+                for n, post in enumerate(group):
+                    for span in given_l[n]:
+                        row = len(items)
+                        items.append(encode_aspect(self.tokenizer, f"{post.get('id') or f'post-{c + n}'}@{row}",
+                                                   words_l[n], span, m.aspect_input, m.max_tokens,
+                                                   side_index={k: (n if k == "visual" else row) for k in tables}))
+                        owner.append(n)
+            else:
+                items = [encode_post(self.tokenizer, post.get("id") or f"post-{c + n}", words_l[n], m.max_tokens,
+                                     side_index={k: n for k in tables}) for n, post in enumerate(group)]
+                owner = list(range(len(group)))
             batch = collate(items, self.tokenizer.pad_token_id or 0, tables)
             timings["encode_side"] = (time.perf_counter() - t0) * 1000
             t0 = time.perf_counter()
-            decoded = self.net.decode(batch)
+            decoded_items = self.net.decode(batch)
             timings["model"] = (time.perf_counter() - t0) * 1000
+            decoded: list[list[tuple[int, int, str, float, Rationale | None]]] = [[] for _ in group]
+            for row, (n, found) in enumerate(zip(owner, decoded_items)):
+                own = per_item[row] if m.host == "aspect" and aspect_rats[n] else None
+                decoded[n].extend((*a, own) for a in found)
             share = {k: round(v / len(group), 3) for k, v in timings.items()}
             for n, post in enumerate(group):
                 aspects = []
-                for s, e, pol, conf in decoded[n]:
+                for s, e, pol, conf, own in decoded[n]:
                     cs, ce = spans_l[n][s][0], spans_l[n][e - 1][1]
                     aspects.append(PredictedAspect(start=s, end=e, polarity=pol, confidence=min(1.0, conf),
-                                                   char_start=cs, char_end=ce, text=texts[n][cs:ce]))
+                                                   char_start=cs, char_end=ce, text=texts[n][cs:ce],
+                                                   rationale=own if own is not rats[n] else None))
                 used = bool(m.uses_rationales and use_rationales)
                 out.append(Prediction(id=post.get("id"), text=texts[n], words=words_l[n], aspects=aspects,
                                       rationale=rats[n], used_rationales=used,

@@ -88,17 +88,19 @@ def predict_cmd(
     image: Optional[Path] = typer.Option(None, "--image", help="Image file."),
     image_text: Optional[str] = typer.Option(None, "--image-text", help="Caption / description of the image "
                                              "(what image-as-text models read)."),
+    aspect: List[str] = typer.Option([], "--aspect", help="A given aspect (repeatable; MASC checkpoints, "
+                                     "host: aspect): its words as they occur in the text."),
     no_rationales: bool = typer.Option(False, "--no-rationales", help="Predict without rationales."),
     backend: str = typer.Option("lexicon", "--rationale-backend", help="Rationale backend (lrsa.rationales)."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
-    """Print each aspect, its sentiment and the rationales used."""
+    """Print each aspect (found, or given with --aspect), its sentiment and the rationales used."""
     from lrsa.api import LRSA
 
     with user_errors():
         model = LRSA.from_pretrained(checkpoint, rationale_backend=backend)
         pred = model.predict(text, image=str(image) if image else None, image_text=image_text,
-                             use_rationales=not no_rationales)
+                             aspects=list(aspect) or None, use_rationales=not no_rationales)
     if as_json:
         print_json(pred.model_dump())
         return

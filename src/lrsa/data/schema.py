@@ -81,6 +81,14 @@ def validate_aspects(words: list[str], aspects: list[Aspect], source: str, where
 # --------------------------------------------------------------------------- predictions
 
 
+class Rationale(BaseModel):
+    """The LLM-written rationales for one post and where they came from."""
+
+    text: str = ""  # L_t: explanation of the tweet text
+    image: str = ""  # L_i: description of the image and its relation to the text
+    provenance: dict[str, Any] = Field(default_factory=dict)  # backend, model, prompt hash, decoding
+
+
 class PredictedAspect(BaseModel):
     """An aspect the model found: word span, character span in ``Prediction.text``, surface, polarity."""
 
@@ -91,14 +99,8 @@ class PredictedAspect(BaseModel):
     char_start: int
     char_end: int
     text: str
-
-
-class Rationale(BaseModel):
-    """The LLM-written rationales for one post and where they came from."""
-
-    text: str = ""  # L_t: explanation of the tweet text
-    image: str = ""  # L_i: description of the image and its relation to the text
-    provenance: dict[str, Any] = Field(default_factory=dict)  # backend, model, prompt hash, decoding
+    # aspect host (given aspects): the rationale this aspect was classified with, when it has its own
+    rationale: Rationale | None = None
 
 
 class Prediction(BaseModel):

@@ -23,6 +23,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import lrsa
+from lrsa.api import resolve_aspects, tokenize
 from lrsa.data.schema import Prediction
 from lrsa.serving.batcher import InferenceRunner
 from lrsa.serving.config import ServingConfig
@@ -208,6 +209,7 @@ def create_app(predictor: Predictor, config: ServingConfig | None = None) -> Fas
     runner = InferenceRunner(lambda posts: predictor.predict_batch(posts), config.batching)
     started_at = time.time()
     image_side = (predictor.info() or {}).get("image_side")  # what the model needs besides the text
+    host = (predictor.info() or {}).get("host")  # "aspect": the posts must carry their aspects
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
@@ -276,8 +278,22 @@ def create_app(predictor: Predictor, config: ServingConfig | None = None) -> Fas
                 )
             if image_side == "pixels" and img is None:
                 raise ApiError("missing_field", "this model reads pixels: give `image`", field)
+            prefix = field[: -len("image")]  # "" for a single post, "posts[3]." in a batch
+            spans = None
+            if host == "aspect" and r.aspects is None:
+                raise ApiError("missing_field", "this model classifies given aspects (MASC): give `aspects`",
+                               f"{prefix}aspects")
+            if r.aspects is not None:
+                if host != "aspect":
+                    raise ApiError("invalid_field", f"this model extracts the aspects itself (host {host}); "
+                                                    "given aspects need a MASC checkpoint", f"{prefix}aspects")
+                try:
+                    spans = [{"start": s, "end": e}
+                             for s, e in resolve_aspects(r.aspects, tokenize(r.text)[0], "aspects")]
+                except ValueError as e:
+                    raise ApiError("invalid_field", str(e), f"{prefix}aspects") from None
             posts.append(Post(id=r.id, text=r.text, image=img, image_text=r.image_text,
-                              use_rationales=r.use_rationales))
+                              use_rationales=r.use_rationales, aspects=spans))
             infos.append(info)
         return posts, infos
 

@@ -31,7 +31,8 @@ class ModelPredictor:
                 continue
             batch = [
                 {"id": posts[i]["id"], "text": posts[i]["text"], "image": posts[i]["image"],
-                 "image_text": posts[i]["image_text"]}
+                 "image_text": posts[i]["image_text"],
+                 **({"aspects": posts[i]["aspects"]} if posts[i].get("aspects") else {})}
                 for i in idx
             ]
             preds = self.model.predict_batch(batch, progress=False, use_rationales=flag)

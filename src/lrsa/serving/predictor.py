@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Protocol, TypedDict, runtime_checkable
+from typing import Any, NotRequired, Protocol, TypedDict, runtime_checkable
 
 from PIL import Image
 
@@ -20,6 +20,7 @@ class Post(TypedDict):
     image: Image.Image | None
     image_text: str | None  # a caption / description of the image (models that read the image as text)
     use_rationales: bool
+    aspects: NotRequired[list[dict[str, int]] | None]  # given aspects as word spans (MASC models)
 
 
 @runtime_checkable

@@ -18,7 +18,8 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 from lrsa.serving.config import Limits
 from lrsa.serving.errors import ApiError
 
-POST_FIELDS = {"text", "image", "image_text", "id", "use_rationales"}
+POST_FIELDS = {"text", "image", "image_text", "id", "use_rationales", "aspects"}
+MAX_ASPECTS = 32
 _DATA_URL = re.compile(r"^data:image/[A-Za-z0-9.+-]+;base64,", re.ASCII)
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
@@ -33,6 +34,7 @@ class RawPost:
     image_text: str | None
     id: str | None
     use_rationales: bool
+    aspects: list[Any] | None = None  # given aspects (MASC models): surface strings or {"start", "end"}
 
 
 def media_type(content_type: str | None) -> tuple[str, dict[bytes, bytes]]:
@@ -74,6 +76,33 @@ def _image_text(value: Any, limits: Limits, field: str) -> str | None:
         return None
     value = _string(value, limits, field, "image_text")
     return value if value.strip() else None
+
+
+def _aspects(value: Any, limits: Limits, field: str) -> list[Any] | None:
+    """Given aspects: a JSON list of strings or {"start": int, "end": int} (form field: a JSON list, or one
+    aspect per line)."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        if value.lstrip().startswith("["):
+            value = parse_json(value.encode("utf-8"))
+        else:
+            value = [line.strip() for line in value.splitlines() if line.strip()]
+    if not isinstance(value, list) or not value:
+        raise ApiError("invalid_field", "`aspects` must be a non-empty list", field)
+    if len(value) > MAX_ASPECTS:
+        raise ApiError("invalid_field", f"`aspects` has {len(value)} entries; the limit is {MAX_ASPECTS}", field)
+    out: list[Any] = []
+    for j, a in enumerate(value):
+        if isinstance(a, str):
+            out.append(_string(a, limits, f"{field}[{j}]", "aspect"))
+        elif isinstance(a, dict) and set(a) == {"start", "end"} and all(
+                type(a[k]) is int and 0 <= a[k] <= 10_000 for k in ("start", "end")):
+            out.append({"start": a["start"], "end": a["end"]})
+        else:
+            raise ApiError("invalid_field", "each aspect is a string or {\"start\": int, \"end\": int} (word "
+                                            "indices, end exclusive)", f"{field}[{j}]")
+    return out
 
 
 def _image_b64(value: Any, limits: Limits, field: str) -> bytes | None:
@@ -137,6 +166,7 @@ def post_from_obj(obj: Any, limits: Limits, where: str = "", default_rationales:
         image_text=_image_text(obj.get("image_text"), limits, f"{where}image_text"),
         id=_id(obj.get("id"), f"{where}id"),
         use_rationales=_flag(obj.get("use_rationales"), default_rationales, f"{where}use_rationales"),
+        aspects=_aspects(obj.get("aspects"), limits, f"{where}aspects"),
     )
 
 
@@ -272,4 +302,5 @@ def parse_multipart(body: bytes, content_type_params: dict[bytes, bytes], limits
         image_text=_image_text(as_text("image_text"), limits, "image_text"),
         id=_id(as_text("id"), "id"),
         use_rationales=_flag(as_text("use_rationales"), True, "use_rationales"),
+        aspects=_aspects(as_text("aspects"), limits, "aspects"),
     )

@@ -230,6 +230,12 @@ def reproduce(profile_name: str, runs: str | Path = "runs/reproduce", results: s
     paths = {}
     for d in dict.fromkeys(s.dataset for s in specs):
         paths[d] = write_report(profile, runs, results, d, data_dir, base)
+    from lrsa.io import atomic_write_text
+
+    table = summary_markdown(results)
+    atomic_write_text(results / "summary.md", table)
+    if profile.name == "full" and results.resolve() == (Path.cwd() / "results").resolve():
+        insert_summary(Path("README.md"), table)
     if failed:
         log(f"{len(failed)} run(s) failed: {', '.join(failed)}")
     log(f"{done} run(s) trained in {time.perf_counter() - t0:.0f}s; reports: "
@@ -304,17 +310,24 @@ def collect(profile: Profile, runs: Path, dataset: str, data_dir: str | Path | N
                             "train_seconds": r.result.get("train_seconds"), "commit": r.result.get("commit"),
                             "dev": METRICS[row.task][HEADLINE[row.task]](r.result["dev"]),
                             "test": METRICS[row.task][HEADLINE[row.task]](r.result["test"])} for r in tests]
-        if row.variant != "text":
-            base = next((b for b in finished if b.task == row.task and b.host == row.host and b.variant == "text"),
-                        None)
-            if base is not None and tests:
-                if gold is None:
-                    gold = load_dataset(dataset, "test", data_dir)
-                pairs = {r.seed: r for r in tests}
-                base_runs = {r.seed: r for r in finished[base] if r.result.get("test")}
-                common = sorted(set(pairs) & set(base_runs))
-                out["vs_text"] = paired(row.task, gold, [pairs[s].predictions for s in common],
-                                        [base_runs[s].predictions for s in common], common) if common else None
+        # paired comparisons: every non-text row against text of the same task and host; an LLM-rationale
+        # row also against the same variant with lexicon rationales (does the rationale source matter?)
+        against = {"vs_text": lambda b: b.variant == "text"}
+        if row.rationales not in (None, "lexicon"):
+            against["vs_lexicon"] = lambda b: b.variant == row.variant and b.rationales == "lexicon"
+        for name, match in against.items():
+            if row.variant == "text":
+                continue
+            base = next((b for b in finished if b.task == row.task and b.host == row.host and match(b)), None)
+            if base is None or not tests:
+                continue
+            if gold is None:
+                gold = load_dataset(dataset, "test", data_dir)
+            pairs = {r.seed: r for r in tests}
+            base_runs = {r.seed: r for r in finished[base] if r.result.get("test")}
+            common = sorted(set(pairs) & set(base_runs))
+            out[name] = paired(row.task, gold, [pairs[s].predictions for s in common],
+                               [base_runs[s].predictions for s in common], common) if common else None
         rows.append(out)
     return rows
 
@@ -380,19 +393,22 @@ def render(report: dict[str, Any], dataset: str) -> str:
              "Test scores of the dev-selected checkpoint (selection on dev only; test scored once), mean ± std "
              "over the seeds listed (one number: one seed). Δ vs text: seed-paired difference against the "
              "`text` row of the same host (mean ± std over common seeds) and, in brackets, the paired bootstrap "
-             "95 % interval over test items (sentences for JMASA, aspects for MASC; 2,000 resamples).", "",
+             "95 % interval over test items (sentences for JMASA, aspects for MASC; 2,000 resamples). "
+             "Δ vs lexicon: the same for an LLM-rationale row against the same variant with lexicon "
+             "rationales (does the rationale source matter?).", "",
              f"commit `{report['commit']}`", ""]
     jm = [r for r in rows if r["task"] == "jmasa"]
     if jm:
         lines += ["## JMASA (aspect terms and their sentiment)", "",
                   "| host | variant | rationales | image side | seeds | JMASA P | JMASA R | JMASA F1 | per seed | "
-                  "Δ vs text [95 % CI] | MATE F1 | dev JMASA F1 | status |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+                  "Δ vs text [95 % CI] | Δ vs lexicon [95 % CI] | MATE F1 | dev JMASA F1 | status |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for r in jm:
             per = ", ".join(f"{p['test']:.1f}" for p in r["per_seed"]) or "–"
             lines.append(f"| {r['host']} | {r['variant']} | {r['rationales']} | {r['image_side']} | "
                          f"{','.join(map(str, r['seeds'])) or '–'} | {_fmt(r['jmasa_p'])} | {_fmt(r['jmasa_r'])} | "
-                         f"{_fmt(r['jmasa_f1'])} | {per} | {_fmt_paired(r.get('vs_text'))} | {_fmt(r['mate_f1'])} | "
+                         f"{_fmt(r['jmasa_f1'])} | {per} | {_fmt_paired(r.get('vs_text'))} | "
+                         f"{_fmt_paired(r.get('vs_lexicon'))} | {_fmt(r['mate_f1'])} | "
                          f"{_fmt(r['dev_jmasa_f1'])} | {_status(r)} |")
         if dataset in PUBLISHED:
             lines += ["", "Published JMASA P / R / F1 (../shared/METHOD.md; BART-base or larger, real images): "
@@ -425,3 +441,53 @@ def render(report: dict[str, Any], dataset: str) -> str:
         for s, v in report["rationale_bundles"].items()),
         "", "Data sha256: " + ", ".join(f"`{k}` {v[:12]}…" for k, v in report["data_sha256"].items()), ""]
     return "\n".join(lines)
+
+
+def summary_markdown(results: Path, datasets: tuple[str, ...] = DATASETS) -> str:
+    """The README's table, built from ``<results>/<dataset>/report.json``: test score (JMASA F1 or MASC
+    accuracy) mean ± std and the seed count per row and dataset, with Δ vs text [paired bootstrap 95 % CI]."""
+    reports = {d: json.loads((results / d / "report.json").read_text())
+               for d in datasets if (results / d / "report.json").exists()}
+    keys: dict[tuple[str, str, str, str], dict[str, dict[str, Any]]] = {}
+    for d, rep in reports.items():
+        for r in rep["rows"]:
+            keys.setdefault((r["task"], r["host"], r["variant"], r["rationales"]), {})[d] = r
+    ds = list(reports)
+    lines = ["| task | host | variant | rationales | " + " | ".join(ds) + " |",
+             "|---|---|---|---|" + "---|" * len(ds)]
+    for (task, host, variant, rats), by in keys.items():
+        cells = []
+        for d in ds:
+            r = by.get(d)
+            if r is None:
+                cells.append("")
+                continue
+            s = r[HEADLINE[task]]
+            if s.get("mean") is None:
+                cells.append("– (not run yet)")
+                continue
+            cell = f"{_fmt(s)} (n={len(r['seeds'])})"
+            if r.get("vs_text"):
+                cell += f"; Δ {_fmt_paired(r['vs_text'])}"
+            cells.append(cell)
+        name = "JMASA F1" if task == "jmasa" else "MASC acc"
+        lines.append(f"| {name} | {host} | {variant} | {rats} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+SUMMARY_MARKERS = ("<!-- summary:start -->", "<!-- summary:end -->")
+
+
+def insert_summary(readme: Path, table: str) -> None:
+    """Put ``table`` between the summary markers of the README (the committed tables' one place)."""
+    if not readme.is_file():
+        return
+    from lrsa.io import atomic_write_text
+
+    text = readme.read_text(encoding="utf-8")
+    start, end = SUMMARY_MARKERS
+    if start not in text or end not in text:
+        return
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    atomic_write_text(readme, f"{head}{start}\n{table}{end}{tail}")
