@@ -139,8 +139,12 @@ def test_fusion_modules_differ_per_mode():
 
 
 def test_config_variants():
-    assert variant_overrides("text") == {"model.fusion": "off", "model.image_side": "none"}
-    assert variant_overrides("lrsa") == {"model.fusion": "dual", "model.image_side": "captions"}
+    assert variant_overrides("text") == {"model.fusion": "off", "model.image_side": "none",
+                                         "model.rationale_text": True}
+    assert variant_overrides("lrsa") == {"model.fusion": "dual", "model.image_side": "captions",
+                                         "model.rationale_text": True}
+    assert variant_overrides("lrsa_li") == {"model.fusion": "dual", "model.image_side": "captions",
+                                            "model.rationale_text": False}
     with pytest.raises(KeyError):
         variant_overrides("nope")
     with pytest.raises(Exception):
@@ -223,7 +227,8 @@ def test_image_as_text_model_refuses_a_photo_without_its_caption():
         model.predict(text, image=_photo())
     pred = model.predict(text, image=_photo(), image_text="a cat lying on a sofa")
     assert pred.used_rationales and pred.rationale is not None and pred.rationale.provenance["backend"] == "lexicon"
-    assert "a cat lying on a sofa" in pred.rationale.image
+    # lexicon v2: L_i relates the tweet to the image text and does not restate it (V holds it)
+    assert pred.rationale.image == "The image and the tweet share the words: cat and sofa."
     for stage in ("tokenize", "rationales", "encode_side", "model", "total"):
         assert stage in pred.timings_ms
     _valid([(a.start, a.end, a.polarity, a.confidence) for a in pred.aspects], len(pred.words))

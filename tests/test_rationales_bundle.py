@@ -127,7 +127,7 @@ def _run_cli(*args: str):
 @pytest.mark.data
 def test_cli_show_export_import_roundtrip(tmp_path):
     out = _run_cli("show", "--dataset", "twitter2017", "test-3")
-    assert out.exit_code == 0 and "L_t:   Overall the tweet" in out.output and "tweet: " in out.output
+    assert out.exit_code == 0 and "L_t (lexicon):   Overall the tweet" in out.output and "tweet: " in out.output
     jsonl = tmp_path / "t17.jsonl"
     assert _run_cli("export", "--dataset", "twitter2017", "--out", str(jsonl)).exit_code == 0
     lines = jsonl.read_text().splitlines()
@@ -166,6 +166,9 @@ def test_rationalize_one_post_with_lexicon():
                     image_texts=["a phone on a wooden table", "a phone on a table"])
     assert "Positive words: love" in r.text and "awful" in r.text and "@Apple" in r.text
     assert "#iPhone15Pro (i Phone 15 Pro)" in r.text and "enraged face" in r.text
-    assert r.image == ("The image and the tweet share the words: phone. "
-                       "The image shows a phone on a wooden table; a phone on a table.")
+    assert r.image == "The image and the tweet share the words: phone."  # v2: the captions are not restated
+    v1 = rationalize("I love the new phone", make_backend("lexicon", prompt_version="v1"),
+                     image_texts=["a phone on a wooden table", "a phone on a table"])
+    assert v1.image == ("The image and the tweet share the words: phone. "
+                        "The image shows a phone on a wooden table; a phone on a table.")
     assert r.provenance["backend"] == "lexicon"

@@ -355,6 +355,16 @@ def _status(r: dict[str, Any]) -> str:
     return f"{r['status']} (planned seeds {','.join(map(str, r['planned_seeds']))})"
 
 
+def _per_seed(r: dict[str, Any]) -> str:
+    return ", ".join(f"{p['test']:.1f}" for p in r["per_seed"]) or "–"
+
+
+def _cells(r: dict[str, Any], *scores: str) -> str:
+    """A report table line: the row's identity, its scores, its status."""
+    lead = [r["host"], r["variant"], r["rationales"], r["image_side"], ",".join(map(str, r["seeds"])) or "–"]
+    return "| " + " | ".join([*lead, *scores, _status(r)]) + " |"
+
+
 def write_report(profile: Profile, runs: Path, results: Path, dataset: str,
                  data_dir: str | Path | None = None, base: dict[str, Any] | None = None) -> Path:
     from lrsa.data import data_checksums
@@ -404,12 +414,9 @@ def render(report: dict[str, Any], dataset: str) -> str:
                   "Δ vs text [95 % CI] | Δ vs lexicon [95 % CI] | MATE F1 | dev JMASA F1 | status |",
                   "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for r in jm:
-            per = ", ".join(f"{p['test']:.1f}" for p in r["per_seed"]) or "–"
-            lines.append(f"| {r['host']} | {r['variant']} | {r['rationales']} | {r['image_side']} | "
-                         f"{','.join(map(str, r['seeds'])) or '–'} | {_fmt(r['jmasa_p'])} | {_fmt(r['jmasa_r'])} | "
-                         f"{_fmt(r['jmasa_f1'])} | {per} | {_fmt_paired(r.get('vs_text'))} | "
-                         f"{_fmt_paired(r.get('vs_lexicon'))} | {_fmt(r['mate_f1'])} | "
-                         f"{_fmt(r['dev_jmasa_f1'])} | {_status(r)} |")
+            lines.append(_cells(r, _fmt(r["jmasa_p"]), _fmt(r["jmasa_r"]), _fmt(r["jmasa_f1"]), _per_seed(r),
+                                _fmt_paired(r.get("vs_text")), _fmt_paired(r.get("vs_lexicon")),
+                                _fmt(r["mate_f1"]), _fmt(r["dev_jmasa_f1"])))
         if dataset in PUBLISHED:
             lines += ["", "Published JMASA P / R / F1 (../shared/METHOD.md; BART-base or larger, real images): "
                       + "; ".join(f"{n} {v}" for n, v in PUBLISHED[dataset]) + ". " + PUBLISHED_MATE[dataset]]
@@ -423,10 +430,8 @@ def render(report: dict[str, Any], dataset: str) -> str:
                   "Δ acc vs text [95 % CI] | dev accuracy | status |",
                   "|---|---|---|---|---|---|---|---|---|---|---|"]
         for r in ms:
-            per = ", ".join(f"{p['test']:.1f}" for p in r["per_seed"]) or "–"
-            lines.append(f"| {r['host']} | {r['variant']} | {r['rationales']} | {r['image_side']} | "
-                         f"{','.join(map(str, r['seeds'])) or '–'} | {_fmt(r['masc_acc'])} | {_fmt(r['masc_f1'])} | "
-                         f"{per} | {_fmt_paired(r.get('vs_text'))} | {_fmt(r['dev_masc_acc'])} | {_status(r)} |")
+            lines.append(_cells(r, _fmt(r["masc_acc"]), _fmt(r["masc_f1"]), _per_seed(r),
+                                _fmt_paired(r.get("vs_text")), _fmt(r["dev_masc_acc"])))
         b = report.get("masc_baselines") or {}
         if b:
             lines += ["", "Baselines (no training; accuracy / macro-F1, dev and test):"]
