@@ -65,9 +65,9 @@ def side_texts(examples: list[Example], run: RunConfig, side: dict[str, dict[str
                         "(image as text) or none")
     if m.uses_rationales:
         assert rationales is not None
-        if m.host == "aspect":
-            keys = [aspect_id(ex, a) if aspect_id(ex, a) in rationales else ex.id
-                    for ex in examples for a in ex.aspects]
+        if m.host == "aspect":  # one row per gold aspect: its own rationale (aspect-level) or its tweet's
+            aspect_level = any("@" in k for k in rationales)
+            keys = [aspect_id(ex, a) if aspect_level else ex.id for ex in examples for a in ex.aspects]
         else:
             keys = [ex.id for ex in examples]
         missing = [k for k in keys if k not in rationales]

@@ -1,6 +1,6 @@
 """The one training loop: AdamW with warmup, gradient clipping, early stopping and checkpoint
-selection on dev only (JMASA F1 for the joint hosts, MASC accuracy for the aspect host), fixed seeds, resume after an interruption (epoch granularity),
-per-epoch metrics CSV and curve plots. The test split is scored once, from the dev-best checkpoint.
+selection on dev only (JMASA F1 for the joint hosts, MASC accuracy for the aspect host), fixed seeds,
+resume after an interruption (epoch granularity), per-epoch metrics CSV and curve plots. The test split is scored once, from the dev-best checkpoint.
 
 Run directory layout::
 
@@ -171,7 +171,8 @@ def _load_state(net, opt, sched, src: Path) -> dict[str, Any]:
 
 
 CSV_FIELDS = ["epoch", "train_loss", "dev_jmasa_p", "dev_jmasa_r", "dev_jmasa_f1", "dev_mate_f1",
-              "dev_masc_joint_acc", "dev_masc_acc", "dev_masc_f1", "dev_selection", "lr", "train_seconds", "train_examples_per_s", "eval_seconds"]
+              "dev_masc_joint_acc", "dev_masc_acc", "dev_masc_f1", "dev_selection", "lr", "train_seconds",
+              "train_examples_per_s", "eval_seconds"]
 
 
 def write_curves(history: list[dict[str, Any]], out: Path) -> None:
@@ -190,7 +191,7 @@ def write_curves(history: list[dict[str, Any]], out: Path) -> None:
     fig, ax = plt.subplots(1, 2, figsize=(9, 3.2))
     ax[0].plot(ep, [r["train_loss"] for r in history], marker="o")
     ax[0].set(title="train loss", xlabel="epoch")
-    if history and history[0].get("dev_masc_acc") is not None and history[0].get("dev_mate_f1") == 100.0:
+    if history and history[0].get("selection_metric") == SELECTION["masc"][0]:  # an aspect-host (MASC) run
         ax[1].plot(ep, [r["dev_masc_acc"] for r in history], marker="o", label="MASC acc")
         ax[1].plot(ep, [r["dev_masc_f1"] for r in history], marker="s", label="MASC macro-F1")
     else:
@@ -335,7 +336,7 @@ def train(run: RunConfig, out_dir: str | Path, data_dir: str | Path | None = Non
                "dev_masc_joint_acc": dev["masc_joint"]["acc"],
                "dev_masc_acc": dev["masc"]["acc"] if dev.get("masc") else None,
                "dev_masc_f1": dev["masc"]["macro_f1"] if dev.get("masc") else None,
-               "dev_selection": sel(dev), "lr": sched.get_last_lr()[0],
+               "dev_selection": sel(dev), "selection_metric": sel_name, "lr": sched.get_last_lr()[0],
                "train_seconds": round(train_s, 2), "train_examples_per_s": round(seen / train_s, 2),
                "eval_seconds": round(time.perf_counter() - t2, 2)}
         history.append(row)

@@ -309,7 +309,9 @@ def collect(profile: Profile, runs: Path, dataset: str, data_dir: str | Path | N
                             "epochs_run": r.result.get("epochs_run"), "stopped": r.result.get("stopped"),
                             "train_seconds": r.result.get("train_seconds"), "commit": r.result.get("commit"),
                             "dev": METRICS[row.task][HEADLINE[row.task]](r.result["dev"]),
-                            "test": METRICS[row.task][HEADLINE[row.task]](r.result["test"])} for r in tests]
+                            "test": METRICS[row.task][HEADLINE[row.task]](r.result["test"]),
+                            "test_scores": {name: get(r.result["test"]) for name, get in METRICS[row.task].items()}}
+                           for r in tests]
         # paired comparisons: every non-text row against text of the same task and host; an LLM-rationale
         # row also against the same variant with lexicon rationales (does the rationale source matter?)
         against = {"vs_text": lambda b: b.variant == "text"}
