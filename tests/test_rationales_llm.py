@@ -54,11 +54,13 @@ def test_every_fault_is_survived_and_counted(tmp_path):
     first = {e.fp: e.outcome for e in log if e.attempt == 1}
     assert set(first.values()) == set(FAULTS)  # each fault was injected at least once
     retryable = sum(1 for o in first.values() if o in {"429", "500", "hang", "malformed"})
-    assert rep.requested == 56 and rep.generated == 56 and rep.failed == 0 and rep.cached == 0
-    assert rep.retried == retryable and rep.calls == len(log) == 56 + retryable
-    assert rep.flagged["empty"] == sum(1 for o in first.values() if o == "empty")
+    n_empty = sum(1 for o in first.values() if o == "empty")  # empty on every attempt (empty_always)
+    # an empty reply is retried like any transient failure, then counted as failed and never cached
+    assert rep.requested == 56 and rep.generated == 56 - n_empty and rep.failed == n_empty and rep.cached == 0
+    assert rep.retried == retryable + 3 * n_empty and rep.calls == len(log) == 56 + retryable + 3 * n_empty
+    assert rep.flagged["empty"] == 0
     assert rep.prompt_tokens > 0 and rep.completion_tokens > 0
-    assert stored == 56 and not res.missing
+    assert stored == 56 - n_empty and sum(len(v) for v in res.missing.values()) == n_empty
     # Retry-After is honoured: the retry of a 429 comes no sooner than the header said
     for fp, o in first.items():
         if o == "429":
@@ -67,8 +69,22 @@ def test_every_fault_is_survived_and_counted(tmp_path):
     fps = _fps(inputs)
     for fp, o in first.items():
         rid, kind = fps[fp]
-        text = getattr(res.rationales[rid], kind)
-        assert (text == "") if o == "empty" else text.startswith(f"This {'tweet' if kind == 'text' else 'image'}")
+        if o == "empty":
+            assert kind in res.missing[rid]
+        else:
+            assert getattr(res.rationales[rid], kind).startswith(f"This {'tweet' if kind == 'text' else 'image'}")
+
+
+def test_an_empty_reply_is_retried_and_a_later_answer_kept(tmp_path):
+    inputs = _inputs(28)
+    plan = FaultPlan(faults=("ok", "empty"), empty_always=False)
+    with FakeLLMServer(plan) as srv, RationaleCache(tmp_path / "c.sqlite") as cache:
+        res = generate(inputs, _backend(srv), cache=cache, concurrency=4)
+        stored = len(cache)
+    n_empty = sum(1 for e in srv.log if e.attempt == 1 and e.outcome == "empty")
+    assert n_empty >= 1 and res.report.retried == n_empty and res.report.failed == 0
+    assert stored == 56 and not res.missing
+    assert all(r.text and r.image for r in res.rationales.values())
 
 
 def test_failures_are_counted_and_resumed_without_repeats(tmp_path):
@@ -274,3 +290,30 @@ def test_cli_streams_user_posts_in_chunks(tmp_path):
     bad.write_text('{"id": "a", "text": "ok"}\n{"id": "b"}\n')
     res = CliRunner().invoke(app, ["rationales", "generate", "--input", str(bad), "--backend", "lexicon"])
     assert res.exit_code != 0 and "line 2" in str(res.exception)
+
+
+def test_cli_run_against_a_server_that_answers_empty_fails_and_caches_no_hole(tmp_path):
+    """The reported defect: empty replies were cached as rationales and the run exited 0."""
+    from typer.testing import CliRunner
+
+    from lrsa.cli import app
+
+    posts = tmp_path / "posts.jsonl"
+    posts.write_text("".join(json.dumps({"id": f"p{i}", "text": f"Post {i} about the new phone"}) + "\n"
+                             for i in range(20)))
+    with FakeLLMServer(FaultPlan(faults=("ok", "ok", "ok", "empty"))) as srv:
+        args = ["rationales", "generate", "--input", str(posts), "--backend", "openai", "--base-url", srv.url,
+                "--model", "fake", "--retries", "1", "--cache", str(tmp_path / "c.sqlite"),
+                "--out", str(tmp_path / "out.jsonl"), "--no-progress"]
+        r = CliRunner().invoke(app, args)
+        n_empty = len({e.fp for e in srv.log if e.outcome == "empty"})
+    assert n_empty >= 1
+    assert r.exit_code == 2, r.output  # a run with failures says so in its exit code
+    rep = json.loads(r.stdout[r.stdout.index("{"):])
+    assert rep["failed"] == n_empty and rep["flagged"]["empty"] == 0
+    with sqlite3.connect(tmp_path / "c.sqlite") as db:
+        outputs = [row[0] for row in db.execute("SELECT output FROM rationales")]
+    # one part per post (no image): nothing empty was cached
+    assert len(outputs) == 20 - n_empty and all(o.strip() for o in outputs)
+    written = [json.loads(x) for x in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert len(written) == 20 - n_empty and all(w["text"] for w in written)  # failed posts left out, no holes

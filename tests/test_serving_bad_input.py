@@ -95,6 +95,12 @@ def _cases():
                                                    "headers": {"content-type": "application/json"}},
                                    413, "body_too_large"),
         "unknown_route": ("/v1/nothing", {"json": {}}, 404, "not_found"),
+        # hostile JSON once answered 500 with a traceback in the log: bad input is a 400
+        "json_nested_100k_deep": ("/v1/predict", {"content": b"[" * 100_000 + b"]" * 100_000,
+                                                  "headers": {"content-type": "application/json"}}, 400, "invalid_json"),
+        "json_5000_digit_integer": ("/v1/predict", {"content": b'{"text": "Cats rule", "id": ' + b"9" * 5000 + b"}",
+                                                    "headers": {"content-type": "application/json"}},
+                                    400, "invalid_json"),
     }
 
 

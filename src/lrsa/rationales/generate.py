@@ -154,6 +154,9 @@ async def agenerate(inputs: Iterable[RationaleInput], backend: Backend, cache: R
             messages = build_messages(p.task, p.inp, backend.prompt_version) if backend.checked else []
             try:
                 c = await backend.complete(Request(p.kind, p.task, p.inp, messages))
+                if backend.checked and check(c.text, max_tokens)[1] == "empty":
+                    # an empty answer is never a rationale: not cached, counted as failed, retried next run
+                    raise BackendError(f"{backend.name}: empty reply for {p.inp.id} ({p.kind})", c.attempts)
             except BackendError as err:
                 rep.failed += 1
                 rep.calls += err.attempts

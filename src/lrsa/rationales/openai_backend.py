@@ -20,6 +20,7 @@ import time
 from typing import Any
 
 from lrsa.rationales.backends import Backend, BackendError, Completion, Request
+from lrsa.rationales.checks import check
 from lrsa.rationales.prompts import DEFAULT_VERSION
 
 RETRY_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
@@ -172,9 +173,12 @@ class OpenAIBackend(Backend):
                             text = "".join(p.get("text", "") for p in text if isinstance(p, dict))
                         if not isinstance(text, str):
                             raise TypeError("content is not a string")
-                        usage = data.get("usage") or {}
-                        return Completion(text, int(usage.get("prompt_tokens") or 0),
-                                          int(usage.get("completion_tokens") or 0), attempts=attempt + 1)
+                        if check(text)[1] == "empty":  # no usable content: transient, like a 5xx
+                            last = "empty reply"
+                        else:
+                            usage = data.get("usage") or {}
+                            return Completion(text, int(usage.get("prompt_tokens") or 0),
+                                              int(usage.get("completion_tokens") or 0), attempts=attempt + 1)
                     except (json.JSONDecodeError, KeyError, IndexError, TypeError, ValueError) as err:
                         last = f"malformed response: {type(err).__name__}"
                 elif resp.status_code in RETRY_STATUS:

@@ -184,6 +184,10 @@ def parse_json(body: bytes) -> Any:
         return json.loads(text)
     except json.JSONDecodeError as e:
         raise ApiError("invalid_json", f"the body is not valid JSON: {e.msg} at line {e.lineno} column {e.colno}") from e
+    except RecursionError:  # hostile nesting ([[[[...): bad input, not a server fault
+        raise ApiError("invalid_json", "the body is nested too deeply") from None
+    except ValueError as e:  # e.g. an integer of thousands of digits (Python's int-string limit)
+        raise ApiError("invalid_json", f"the body is not acceptable JSON: {e}") from None
 
 
 def parse_single_json(body: bytes, limits: Limits) -> RawPost:
