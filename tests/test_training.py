@@ -240,3 +240,21 @@ def test_readme_table_is_the_committed_summary():
     table = readme.split(start, 1)[1].split(end, 1)[0].strip("\n") + "\n"
     assert table == (REPO / "results" / "summary.md").read_text(encoding="utf-8")
     assert table == rp.summary_markdown(REPO / "results")
+
+
+def test_evaluation_is_its_own_module_and_the_api_does_not_import_the_loop():
+    """api -> training.evaluate <- training.loop -> api: one direction, no cycle through the loop."""
+    import subprocess
+    import sys
+
+    code = ("import sys, lrsa.api, lrsa.training.evaluate, lrsa.cli;"
+            "from lrsa.api import LRSA; LRSA.evaluate_split;"
+            "assert 'lrsa.training.loop' not in sys.modules, sorted(m for m in sys.modules if m.startswith('lrsa'))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    import ast
+    from tests.conftest import REPO
+
+    tree = ast.parse((REPO / "src" / "lrsa" / "training" / "evaluate.py").read_text())
+    imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    assert not imported & {"lrsa.api", "lrsa.training.loop"}

@@ -135,7 +135,7 @@ class LRSA:
         from lrsa.features.side_cache import FrozenTextEncoder
         from lrsa.features.text import load_tokenizer, resolve_backbone
         from lrsa.model.lrsa import LRSANet
-        from lrsa.training.loop import _meta
+        from lrsa.model.lrsa import checkpoint_meta
 
         m = run.model
         path = resolve_backbone(m.backbone)
@@ -150,7 +150,7 @@ class LRSA:
 
                 side_dim = int(AutoConfig.from_pretrained(path).hidden_size)
         net = LRSANet(m, path, side_dim=side_dim)
-        meta = {"format": "lrsa-checkpoint", **_meta(run, side, side_dim, None)}
+        meta = {"format": "lrsa-checkpoint", **checkpoint_meta(run, side, side_dim, None)}
         return cls(net, load_tokenizer(path), meta, None, **kwargs)
 
     def save_pretrained(self, path: str | Path) -> Path:
@@ -393,7 +393,7 @@ class LRSA:
                        limit: int | None = None, rationale_source: str | None = None) -> dict[str, Any]:
         """Predict a benchmark split with its committed rationales and captions; score it."""
         from lrsa.training.data import load_split
-        from lrsa.training.loop import masc_split, predict_split, score_split
+        from lrsa.training.evaluate import masc_split, predict_split, score_split
         from lrsa.training.metrics import score
 
         run = self.run.model_copy(update={"train": self.run.train.model_copy(update={

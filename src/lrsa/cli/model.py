@@ -63,7 +63,7 @@ def evaluate_cmd(
 ) -> None:
     """Predict a benchmark split, write the predictions JSONL and print the scores."""
     from lrsa.api import LRSA
-    from lrsa.training.loop import write_predictions
+    from lrsa.training.evaluate import write_predictions
 
     with user_errors():
         model = LRSA.from_pretrained(checkpoint, cache_dir=cache_dir)

@@ -150,6 +150,24 @@ class LRSANet(nn.Module):
 # --------------------------------------------------------------------------- checkpoints
 
 
+def checkpoint_meta(run: Any, side_encoder: Any, side_dim: int, rat_prov: dict | None) -> dict[str, Any]:
+    """What a checkpoint's config.json records besides its format: the run, the side encoder, the data."""
+    from lrsa.features.side_cache import weights_fingerprint
+
+    m = run.model
+    return {
+        "run": run.model_dump(),
+        "side_dim": side_dim,
+        "side_encoder": None if side_encoder is None else {
+            "backbone": side_encoder.backbone, "max_tokens": side_encoder.max_tokens,
+            "fingerprint": weights_fingerprint(side_encoder.path)},
+        "training": {"dataset": run.train.dataset,
+                     "rationale_source": run.train.rationale_source if m.uses_rationales else None,
+                     "rationale_provenance": rat_prov,
+                     "image_text_source": m.image_text_source if m.image_side == "captions" else None},
+    }
+
+
 def save_checkpoint(net: LRSANet, tokenizer: Any, meta: dict[str, Any], dest: str | Path) -> Path:
     """Write a checkpoint directory atomically (a temp dir renamed into place)."""
     from safetensors.torch import save_model

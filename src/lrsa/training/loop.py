@@ -27,8 +27,8 @@ from typing import Any, Callable
 import torch
 
 from lrsa.config import RunConfig
-from lrsa.data.schema import Aspect
 from lrsa.io import atomic_write_text
+from lrsa.training.evaluate import SELECTION, batches, predict_split, score_split, write_predictions
 
 Log = Callable[[str], None]
 
@@ -52,71 +52,6 @@ def write_json(path: Path, obj: Any) -> None:
     """Run records (config, scores, results, reports): sorted keys, written atomically (a unique temp file
     renamed into place, so concurrent writers never interleave)."""
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
-
-
-# --------------------------------------------------------------------------- prediction
-
-
-def batches(items: list, size: int, order: list[int] | None = None):
-    idx = order if order is not None else list(range(len(items)))
-    for b in range(0, len(idx), size):
-        yield [items[i] for i in idx[b:b + size]]
-
-
-@torch.no_grad()
-def predict_split(net, split, pad_id: int, batch_size: int = 32) -> dict[str, list[tuple[int, int, str, float]]]:
-    from lrsa.model.inputs import collate
-
-    net.eval()
-    order = sorted(range(len(split.items)), key=lambda i: len(split.items[i].ids))
-    out: dict[str, list] = {ex.id: [] for ex in split.examples}
-    for chunk in batches(split.items, batch_size, order):
-        batch = collate(chunk, pad_id, split.side)
-        for rid, aspects in zip(batch["ids"], net.decode(batch)):
-            out[rid.split("@", 1)[0]].extend(aspects)  # aspect-host items "<sentence id>@<span>"
-    for ex in split.examples:
-        out[ex.id].sort(key=lambda a: (a[0], a[1]))
-    return out
-
-
-@torch.no_grad()
-def masc_split(net, split, pad_id: int, batch_size: int = 32) -> dict[str, list[Aspect]]:
-    """MASC on gold aspects: the model's polarity for every gold span."""
-    from lrsa.model.inputs import collate
-
-    net.eval()
-    gold = {ex.id: ex for ex in split.examples}
-    out: dict[str, list[Aspect]] = {}
-    for chunk in batches(split.items, batch_size):
-        batch = collate(chunk, pad_id, split.side)
-        spans = [[a.span for a in gold[rid].aspects] for rid in batch["ids"]]
-        for rid, sp, pols in zip(batch["ids"], spans, net.classify_spans(batch, spans)):
-            out[rid] = [Aspect(start=s, end=e, polarity=p) for (s, e), p in zip(sp, pols)]
-    return out
-
-
-def as_aspects(pred: dict[str, list[tuple[int, int, str, float]]]) -> dict[str, list[Aspect]]:
-    return {k: [Aspect(start=s, end=e, polarity=p) for s, e, p, _ in v] for k, v in pred.items()}
-
-
-def write_predictions(pred: dict[str, list[tuple[int, int, str, float]]], path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.part")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        for rid, aspects in pred.items():
-            fh.write(json.dumps({"id": rid, "aspects": [
-                {"start": s, "end": e, "polarity": p, "confidence": round(c, 4)} for s, e, p, c in aspects]})
-                + "\n")
-    os.replace(tmp, path)
-
-
-def score_split(split, pred) -> dict[str, Any]:
-    from lrsa.training.metrics import score
-
-    return score(split.examples, as_aspects(pred))
-
-
-#: the dev score that selects the checkpoint, per task (the aspect host predicts given aspects: MASC)
-SELECTION = {"jmasa": ("JMASA F1", lambda s: s["jmasa"]["f1"]), "masc": ("MASC acc", lambda s: s["masc"]["acc"])}
 
 
 # --------------------------------------------------------------------------- state (resume)
@@ -208,30 +143,13 @@ def write_curves(history: list[dict[str, Any]], out: Path) -> None:
 # --------------------------------------------------------------------------- the loop
 
 
-def _meta(run: RunConfig, side_encoder, side_dim: int, rat_prov: dict | None) -> dict[str, Any]:
-    from lrsa.features.side_cache import weights_fingerprint
-
-    m = run.model
-    return {
-        "run": run.model_dump(),
-        "side_dim": side_dim,
-        "side_encoder": None if side_encoder is None else {
-            "backbone": side_encoder.backbone, "max_tokens": side_encoder.max_tokens,
-            "fingerprint": weights_fingerprint(side_encoder.path)},
-        "training": {"dataset": run.train.dataset,
-                     "rationale_source": run.train.rationale_source if m.uses_rationales else None,
-                     "rationale_provenance": rat_prov,
-                     "image_text_source": m.image_text_source if m.image_side == "captions" else None},
-    }
-
-
 def train(run: RunConfig, out_dir: str | Path, data_dir: str | Path | None = None,
           cache_dir: str | Path | None = None, log: Log = print) -> dict[str, Any]:
     """Train (or resume) one run into ``out_dir``; return its result (also in result.json)."""
     from lrsa.features.side_cache import FrozenTextEncoder
     from lrsa.features.text import load_tokenizer, resolve_backbone
     from lrsa.model.inputs import collate
-    from lrsa.model.lrsa import LRSANet, save_checkpoint
+    from lrsa.model.lrsa import LRSANet, checkpoint_meta, save_checkpoint
     from lrsa.training.data import load_split
 
     out = Path(out_dir)
@@ -305,7 +223,7 @@ def train(run: RunConfig, out_dir: str | Path, data_dir: str | Path | None = Non
         history, best_f1, best_epoch = info["history"], info["best_f1"], info["best_epoch"]
         start_epoch = info["epoch"] + 1
         log(f"resumed after epoch {info['epoch']} (best dev {sel_name} {best_f1:.2f} at epoch {best_epoch})")
-    meta = _meta(run, side_encoder, side_dim, rat_prov)
+    meta = checkpoint_meta(run, side_encoder, side_dim, rat_prov)
     pad = tok.pad_token_id or 0
     stopped = "epochs"
     for epoch in range(start_epoch, t_cfg.epochs):
