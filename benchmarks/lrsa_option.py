@@ -39,9 +39,9 @@ def main() -> None:
 
     from lrsa.config import apply_overrides
     from lrsa.data import data_checksums
-    from lrsa.io import atomic_write_json, atomic_write_text
-    from lrsa.training.reproduce import (PROFILES, RunSpec, _fmt, _git_commit, _stat, reproduce, run_config,
-                                         run_dir)
+    from lrsa.io import atomic_write_json, atomic_write_text, git_commit
+    from lrsa.training.reproduce import PROFILES, RunSpec, _fmt, reproduce, run_config, run_dir
+    from lrsa.training.stats import summary
 
     overrides = {}
     for item in args.sets:
@@ -77,16 +77,16 @@ def main() -> None:
                                               for name, r in got.items()}})
 
         def stat(key: str, name: str) -> dict:
-            return _stat([s[name][key] for s in per_seed])
+            return summary([s[name][key] for s in per_seed])
 
         rows.append({"dataset": ds, "host": "span", "seeds": [s["seed"] for s in per_seed], "per_seed": per_seed,
                      "dev_jmasa_f1": {n: stat("dev_jmasa_f1", n) for n in NAMES},
                      "test_jmasa_f1": {n: stat("test_jmasa_f1", n) for n in NAMES},
-                     "train_seconds_per_epoch": {n: _stat([s[n]["train_seconds"] / s[n]["epochs"]
+                     "train_seconds_per_epoch": {n: summary([s[n]["train_seconds"] / s[n]["epochs"]
                                                            for s in per_seed]) for n in NAMES},
-                     "option_minus_text": _stat([s["lrsa_option"]["test_jmasa_f1"] - s["text"]["test_jmasa_f1"]
+                     "option_minus_text": summary([s["lrsa_option"]["test_jmasa_f1"] - s["text"]["test_jmasa_f1"]
                                                  for s in per_seed]),
-                     "option_minus_default": _stat([s["lrsa_option"]["test_jmasa_f1"]
+                     "option_minus_default": summary([s["lrsa_option"]["test_jmasa_f1"]
                                                     - s["lrsa_default"]["test_jmasa_f1"] for s in per_seed]),
                      "data_sha256": data_checksums(ds, args.data_dir)})
 
@@ -96,7 +96,7 @@ def main() -> None:
         return f"{s['mean']:+.1f}" + ("" if s["std"] is None else f" ± {s['std']:.1f}")
 
     option = ", ".join(f"{k}={v}" for k, v in overrides.items())
-    report = {"commit": _git_commit(), "experiment": args.name, "overrides": overrides,
+    report = {"commit": git_commit(), "experiment": args.name, "overrides": overrides,
               "config": run_config(full, RunSpec(args.datasets[0], "span", "lrsa", 0, args.rationales),
                                    base).model_dump(),
               "compared_with": f"{args.table_runs}/full (defaults; the committed table)", "rows": rows}

@@ -152,10 +152,10 @@ def build(dataset: str, source: str, data_dir: str | Path | None = None,
     prov = {"backend": "import", "model": "MiniGPT-4", "published_by": _ARKMSA_CITE,
             "prompt": "unpublished (image + tweet; the reason also names one aspect)",
             "level": LEVEL[source]}
-    if source == "arkmsa-aspect" or ds.rationale_files:
-        if not ds.rationale_files:
-            raise DataError(dataset, source, "aspect-level ArkMSA records exist only for twitter2015/2017")
-        match = {s: match_records(splits[s], read[s], str(data / files[s])) for s in splits}
+    if source == "arkmsa-aspect" and not ds.rationale_files:
+        raise DataError(dataset, source, "aspect-level ArkMSA records exist only for twitter2015/2017")
+    match = {s: match_records(splits[s], read[s], str(data / files[s])) for s in splits} \
+        if ds.rationale_files else {}
     if source == "arkmsa-aspect":
         for s, exs in splits.items():
             for ex in exs:

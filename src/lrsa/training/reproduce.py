@@ -20,6 +20,7 @@ from typing import Any, Callable
 from filelock import FileLock, Timeout
 
 from lrsa.config import RunConfig, apply_overrides, variant_overrides
+from lrsa.io import git_commit
 from lrsa.training.stats import paired, summary
 
 HOSTS = ("span", "generative", "aspect")
@@ -246,16 +247,6 @@ def reproduce(profile_name: str, runs: str | Path = "runs/reproduce", results: s
 # --------------------------------------------------------------------------- report
 
 
-def _git_commit() -> str | None:
-    from lrsa.io import git_commit
-
-    return git_commit()
-
-
-def _stat(values: list[float]) -> dict[str, float | None]:
-    return summary(values)
-
-
 @dataclass
 class _Run:
     seed: int
@@ -302,9 +293,9 @@ def collect(profile: Profile, runs: Path, dataset: str, data_dir: str | Path | N
             "status": "done" if len(tests) == row.seeds else ("partial" if tests else "missing")}
         for name, get in METRICS[row.task].items():
             vals = [get(r.result["test"]) for r in tests]
-            out[name] = _stat([v for v in vals if v is not None])
+            out[name] = summary([v for v in vals if v is not None])
         sel = "dev_" + HEADLINE[row.task]
-        out[sel] = _stat([METRICS[row.task][HEADLINE[row.task]](r.result["dev"]) for r in got if r.result.get("dev")])
+        out[sel] = summary([METRICS[row.task][HEADLINE[row.task]](r.result["dev"]) for r in got if r.result.get("dev")])
         out["per_seed"] = [{"seed": r.seed, "best_epoch": r.result.get("best_epoch"),
                             "epochs_run": r.result.get("epochs_run"), "stopped": r.result.get("stopped"),
                             "train_seconds": r.result.get("train_seconds"), "commit": r.result.get("commit"),
@@ -378,7 +369,7 @@ def write_report(profile: Profile, runs: Path, results: Path, dataset: str,
     manifest = read_manifest(dataset).get("sources", {})
     sources = sorted({r.rationales for r in profile.rows if dataset in r.datasets and r.rationales})
     example = next(r for r in profile.rows if dataset in r.datasets)
-    report = {"commit": _git_commit(), "profile": profile.name, "profile_description": profile.description,
+    report = {"commit": git_commit(), "profile": profile.name, "profile_description": profile.description,
               "rationale_bundles": {s: {"sha256": manifest.get(s, {}).get("sha256"),
                                         "provenance": manifest.get(s, {}).get("provenance"),
                                         "coverage": manifest.get(s, {}).get("coverage")} for s in sources},
