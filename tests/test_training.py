@@ -7,6 +7,7 @@ skips finished runs and marks missing rows."""
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 import torch
@@ -171,9 +172,58 @@ def test_reproduce_skips_finished_runs_and_marks_missing_rows(tmp_path, monkeypa
     logs.clear()
     paths = rp.reproduce("tiny", runs=tmp_path / "runs", log=logs.append, max_runs=0)
     assert not any("run twitter2015" in m for m in logs)  # nothing retrained
-    rows = {r["variant"]: r for r in json.loads((paths["twitter2015"].parent / "report.json").read_text())["rows"]}
+    again = json.loads((paths["twitter2015"].parent / "report.json").read_text())
+    rows = {r["variant"]: r for r in again["rows"]}
     assert rows["text"]["status"] == "done" and rows["lrsa"]["status"] == "missing"
     assert "missing (planned seeds 0)" in paths["twitter2015"].read_text()
+    # the machine is lost: the run directories go, the records (in the results folder) stay, and the
+    # same report is rebuilt from them without training anything
+    shutil.rmtree(tmp_path / "runs" / "tiny" / "twitter2015" / "span")
+    monkeypatch.setattr("lrsa.training.loop.train", lambda *a, **k: pytest.fail("a recorded run was retrained"))
+    paths = rp.reproduce("tiny", runs=tmp_path / "runs", variants=["text", "image"], log=logs.append)
+    rebuilt = json.loads((paths["twitter2015"].parent / "report.json").read_text())
+    assert rebuilt["rows"] == report["rows"]
+
+
+def test_legacy_records_count_in_means_but_not_in_the_bootstrap_and_can_be_redone(tmp_path, monkeypatch):
+    """A run kept only as a legacy record (no per-item counts) is a seed of its row and of the seed-paired
+    difference; the bootstrap uses the seeds with counts; --redo-legacy retrains it."""
+    from lrsa.training import reproduce as rp
+    from lrsa.training.records import read_record, record_path
+
+    rows = (rp.Row("jmasa", "span", "text", None, 2, ("twitter2015",)),
+            rp.Row("jmasa", "span", "image", None, 2, ("twitter2015",)))
+    tiny = rp.Profile("tiny2", rows, {k.split(".", 1)[1]: v for k, v in TINY.items()} | {"epochs": 1})
+    monkeypatch.setitem(rp.PROFILES, "tiny2", tiny)
+    results = tmp_path / "results"
+    rp.reproduce("tiny2", runs=tmp_path / "runs", results=results, seeds=1, log=lambda m: None)
+    for variant, f1 in (("text", 40.0), ("image", 45.0)):  # seed 1 of both rows: legacy records
+        key = rp.RunSpec("twitter2015", "span", variant, 1).key
+        legacy = {"key": key, "origin": "legacy", "test_items": None,
+                  "result": {"seed": 1, "dev": {"jmasa": {"f1": 30.0}},
+                             "test": {"jmasa": {"p": f1, "r": f1, "f1": f1}, "mate": {"f1": 60.0},
+                                      "masc_joint": {"acc": 70.0}, "masc_forced": {"acc": 70.0}}}}
+        record_path(results, key).write_text(json.dumps(legacy))
+    trained: list[str] = []
+    seed0 = rp.run_dir(tmp_path / "runs", tiny, rp.RunSpec("twitter2015", "span", "text", 0))
+
+    def fake_train(run, out, **kw):  # stands in for retraining: the seed-0 run's files
+        trained.append(run.name)
+        shutil.copytree(seed0, out, dirs_exist_ok=True)
+
+    monkeypatch.setattr("lrsa.training.loop.train", fake_train)
+    paths = rp.reproduce("tiny2", runs=tmp_path / "runs", results=results, log=lambda m: None)
+    assert trained == []  # legacy records are finished runs
+    report = json.loads((paths["twitter2015"].parent / "report.json").read_text())
+    text, image = report["rows"]
+    assert text["seeds"] == image["seeds"] == [0, 1] and [p["origin"] for p in image["per_seed"]] == ["run", "legacy"]
+    vs = image["vs_text"]
+    assert vs["seeds"] == [0, 1] and vs["diffs"][1] == 5.0
+    assert vs["bootstrap"]["seeds"] == [0] and vs["bootstrap"]["items"] == 16
+    assert "(seeds 0)" in paths["twitter2015"].read_text()
+    rp.reproduce("tiny2", runs=tmp_path / "runs", results=results, redo_legacy=True, log=lambda m: None)
+    assert trained == ["twitter2015-span-text-seed1", "twitter2015-span-image-seed1"]
+    assert read_record(results, rp.RunSpec("twitter2015", "span", "text", 1).key)["origin"] == "run"
 
 
 def test_reproduce_workers_skip_a_run_another_worker_holds(tmp_path, monkeypatch):
@@ -188,7 +238,12 @@ def test_reproduce_workers_skip_a_run_another_worker_holds(tmp_path, monkeypatch
     held = FileLock(out / ".worker.lock")
     held.acquire()
     trained: list[str] = []
-    monkeypatch.setattr("lrsa.training.loop.train", lambda run, *a, **k: trained.append(run.name))
+
+    def fake_train(run, out, **kw):  # a run that finished without scoring test
+        trained.append(run.name)
+        (out / "result.json").write_text(json.dumps({"config": run.model_dump()}))
+
+    monkeypatch.setattr("lrsa.training.loop.train", fake_train)
     logs: list[str] = []
     try:
         paths = rp.reproduce("tiny", runs=tmp_path / "runs", variants=["text", "lrsa"], log=logs.append)

@@ -136,6 +136,8 @@ def reproduce_cmd(
     results: Optional[Path] = typer.Option(None, "--results", help="Report folder (default: results/ for "
                                            "full, <runs>/<profile>/ otherwise)."),
     threads: Optional[int] = typer.Option(None, "--threads", help="torch threads per run."),
+    redo_legacy: bool = typer.Option(False, "--redo-legacy", help="Retrain runs whose records are legacy "
+                                     "(kept from a report, without per-item counts)."),
     data_dir: Optional[Path] = DataDirOption,
     cache_dir: Optional[Path] = CacheOption,
 ) -> None:
@@ -150,8 +152,9 @@ def reproduce_cmd(
         if profile not in PROFILES:
             raise ValueError(f"unknown profile {profile!r}; known: {', '.join(PROFILES)}")
         paths = reproduce(profile, runs=runs, results=results, datasets=split(datasets), hosts=split(hosts),
-                          variants=split(variants), tasks=split(tasks), rationales=split(rationales), seeds=seeds, max_runs=max_runs, data_dir=data_dir,
-                          cache_dir=cache_dir, threads=threads, log=typer.echo)
+                          variants=split(variants), tasks=split(tasks), rationales=split(rationales), seeds=seeds,
+                          max_runs=max_runs, data_dir=data_dir, cache_dir=cache_dir, threads=threads,
+                          redo_legacy=redo_legacy, log=typer.echo)
     for p in paths.values():
         typer.echo(p.read_text())
 

@@ -2,11 +2,14 @@
 
 A profile is a list of ``Row``s: (task, host, variant, rationale source, number of seeds, datasets). Every
 (dataset, row, seed) run trains into its own directory under ``<runs>/<profile>/`` and is complete when its
-``result.json`` exists (predictions and scores beside it); a rerun skips it, and an interrupted run
-resumes from its last finished epoch. Several workers (processes) can run the same plan at once: each run
-is claimed with a file lock, so they share the runs out. The reports (``<results>/<dataset>/report.{json,md}``)
-are rebuilt from whatever has finished, with missing rows marked; each non-``text`` row carries its paired
-comparison against ``text`` of the same task and host (``lrsa.training.stats``). Nothing is chosen on test.
+``result.json`` exists (predictions and scores beside it); an interrupted run resumes from its last finished
+epoch. A finished run leaves a record in ``<results>/<dataset>/runs/`` (``lrsa.training.records``: its
+result and per-test-item counts), which is what the repository keeps: a run with a record is not trained
+again, even on a machine without its run directory. Several workers (processes) can run the same plan at
+once: each run is claimed with a file lock, so they share the runs out. The reports
+(``<results>/<dataset>/report.{json,md}``) are rebuilt from the records, with missing rows marked; each
+non-``text`` row carries its paired comparison against ``text`` of the same task and host
+(``lrsa.training.stats``). Nothing is chosen on test.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from filelock import FileLock, Timeout
 
 from lrsa.config import RunConfig, apply_overrides, variant_overrides
 from lrsa.io import git_commit
+from lrsa.training.records import counts, read_record, record_path, write_record
 from lrsa.training.stats import paired, summary
 
 HOSTS = ("span", "generative", "aspect")
@@ -184,8 +188,9 @@ def reproduce(profile_name: str, runs: str | Path = "runs/reproduce", results: s
               data_dir: str | Path | None = None, cache_dir: str | Path | None = None,
               threads: int | None = None, base: dict[str, Any] | None = None,
               tasks: list[str] | None = None, rationales: list[str] | None = None,
-              log: Callable[[str], None] = print) -> dict[str, Path]:
-    """Run (or resume) the profile's runs, then write one report per dataset. Returns report paths."""
+              redo_legacy: bool = False, log: Callable[[str], None] = print) -> dict[str, Path]:
+    """Run (or resume) the profile's runs, then write one report per dataset. Returns report paths.
+    ``redo_legacy``: retrain the runs whose records are legacy (no per-item counts)."""
     from lrsa.training.loop import train
 
     profile = PROFILES[profile_name]
@@ -195,12 +200,20 @@ def reproduce(profile_name: str, runs: str | Path = "runs/reproduce", results: s
     cache_dir = Path(cache_dir) if cache_dir else runs / "cache"
     specs = plan(profile, datasets, hosts, variants, seeds, tasks, rationales)
     ensure_published_bundles(specs, data_dir, log)
+    sync_records(profile, runs, results, data_dir, log)
+
+    def finished(spec: RunSpec, out: Path) -> bool:
+        if (out / "result.json").exists():
+            return True
+        rec = read_record(results, spec.key)
+        return rec is not None and not (redo_legacy and rec["origin"] == "legacy")
+
     done = 0
     failed: list[str] = []
     t0 = time.perf_counter()
     for spec in specs:
         out = run_dir(runs, profile, spec)
-        if (out / "result.json").exists():
+        if finished(spec, out):
             continue
         if max_runs is not None and done >= max_runs:
             break
@@ -214,7 +227,7 @@ def reproduce(profile_name: str, runs: str | Path = "runs/reproduce", results: s
             log(f"[{time.perf_counter() - t0:6.0f}s] {spec.key}: being trained by another worker; skipped")
             continue
         try:
-            if (out / "result.json").exists():  # finished by another worker meanwhile
+            if finished(spec, out):  # finished by another worker meanwhile
                 continue
             log(f"[{time.perf_counter() - t0:6.0f}s] run {spec.key}")
             train(run_config(profile, spec, base, threads), out, data_dir=data_dir, cache_dir=cache_dir,
@@ -227,10 +240,12 @@ def reproduce(profile_name: str, runs: str | Path = "runs/reproduce", results: s
         finally:
             lock.release()
         done += 1
-        write_report(profile, runs, results, spec.dataset, data_dir, base)
+        write_record(results, spec.key, out, data_dir)
+        write_report(profile, results, spec.dataset, data_dir, base)
+    sync_records(profile, runs, results, data_dir, log)  # runs other workers finished meanwhile
     paths = {}
     for d in dict.fromkeys(s.dataset for s in specs):
-        paths[d] = write_report(profile, runs, results, d, data_dir, base)
+        paths[d] = write_report(profile, results, d, data_dir, base)
     from lrsa.io import atomic_write_text
 
     table = summary_markdown(results)
@@ -247,20 +262,49 @@ def reproduce(profile_name: str, runs: str | Path = "runs/reproduce", results: s
 # --------------------------------------------------------------------------- report
 
 
-@dataclass
-class _Run:
-    seed: int
-    result: dict[str, Any]
-    predictions: Path
+def sync_records(profile: Profile, runs: Path, results: Path, data_dir: str | Path | None,
+                 log: Callable[[str], None]) -> None:
+    """Write the record of every finished run directory of the profile that has none (or a legacy one)."""
+    for spec in plan(profile):
+        out = run_dir(runs, profile, spec)
+        if (out / "result.json").exists():
+            rec = read_record(results, spec.key)
+            if rec is None or rec["origin"] == "legacy":
+                log(f"recorded {record_path(results, spec.key)}")
+                write_record(results, spec.key, out, data_dir)
 
 
-def _finished(profile: Profile, runs: Path, row: Row, dataset: str) -> list[_Run]:
+def _finished(profile: Profile, results: Path, row: Row, dataset: str) -> list[dict[str, Any]]:
+    """The records of the row's finished runs on ``dataset``, by seed."""
     out = []
     for seed in range(row.seeds):
-        d = run_dir(runs, profile, RunSpec(dataset, row.host, row.variant, seed, row.rationales, row.task))
-        if (d / "result.json").exists():
-            out.append(_Run(seed, json.loads((d / "result.json").read_text()), d / "predictions_test.jsonl"))
+        rec = read_record(results, RunSpec(dataset, row.host, row.variant, seed, row.rationales, row.task).key)
+        if rec is not None:
+            out.append(rec)
     return out
+
+
+@dataclass
+class _Run:
+    """A record as the report reads it."""
+
+    record: dict[str, Any]
+
+    @property
+    def seed(self) -> int:
+        return int(self.record["key"].rsplit("seed", 1)[1])
+
+    @property
+    def result(self) -> dict[str, Any]:
+        return self.record["result"]
+
+    @property
+    def origin(self) -> str:
+        return self.record["origin"]
+
+    @property
+    def items(self):
+        return counts(self.record)
 
 
 METRICS = {  # row field -> how to read it from a split's scores
@@ -273,15 +317,12 @@ METRICS = {  # row field -> how to read it from a split's scores
 HEADLINE = {"jmasa": "jmasa_f1", "masc": "masc_acc"}
 
 
-def collect(profile: Profile, runs: Path, dataset: str, data_dir: str | Path | None = None) -> list[dict[str, Any]]:
-    from lrsa.data import load_dataset
-
-    gold = None
+def collect(profile: Profile, results: Path, dataset: str) -> list[dict[str, Any]]:
     rows = []
     finished = {}
     for row in profile.rows:
         if dataset in row.datasets:
-            finished[row] = _finished(profile, runs, row, dataset)
+            finished[row] = [_Run(r) for r in _finished(profile, results, row, dataset)]
     for row, got in finished.items():
         tests = [r for r in got if r.result.get("test")]
         image_side = run_config(profile, RunSpec(dataset, row.host, row.variant, 0, row.rationales, row.task)
@@ -299,6 +340,7 @@ def collect(profile: Profile, runs: Path, dataset: str, data_dir: str | Path | N
         out["per_seed"] = [{"seed": r.seed, "best_epoch": r.result.get("best_epoch"),
                             "epochs_run": r.result.get("epochs_run"), "stopped": r.result.get("stopped"),
                             "train_seconds": r.result.get("train_seconds"), "commit": r.result.get("commit"),
+                            "origin": r.origin,
                             "dev": METRICS[row.task][HEADLINE[row.task]](r.result["dev"]),
                             "test": METRICS[row.task][HEADLINE[row.task]](r.result["test"]),
                             "test_scores": {name: get(r.result["test"]) for name, get in METRICS[row.task].items()}}
@@ -314,13 +356,13 @@ def collect(profile: Profile, runs: Path, dataset: str, data_dir: str | Path | N
             base = next((b for b in finished if b.task == row.task and b.host == row.host and match(b)), None)
             if base is None or not tests:
                 continue
-            if gold is None:
-                gold = load_dataset(dataset, "test", data_dir)
-            pairs = {r.seed: r for r in tests}
-            base_runs = {r.seed: r for r in finished[base] if r.result.get("test")}
-            common = sorted(set(pairs) & set(base_runs))
-            out[name] = paired(row.task, gold, [pairs[s].predictions for s in common],
-                               [base_runs[s].predictions for s in common], common) if common else None
+            head = METRICS[row.task][HEADLINE[row.task]]
+            base_runs = [r for r in finished[base] if r.result.get("test")]
+            common = {r.seed for r in tests} & {r.seed for r in base_runs}
+            out[name] = paired(row.task, {r.seed: head(r.result["test"]) for r in tests},
+                               {r.seed: head(r.result["test"]) for r in base_runs},
+                               {r.seed: r.items for r in tests if r.items},
+                               {r.seed: r.items for r in base_runs if r.items}) if common else None
         rows.append(out)
     return rows
 
@@ -339,7 +381,10 @@ def _fmt_paired(p: dict[str, Any] | None) -> str:
     d = p["seed_diff"]
     ci = p["bootstrap"]
     spread = f" ± {d['std']:.1f}" if d.get("std") is not None else ""
-    return f"{d['mean']:+.1f}{spread} [{ci['lo']:+.1f}, {ci['hi']:+.1f}]"
+    if not ci:
+        return f"{d['mean']:+.1f}{spread} [no item counts]"
+    boot_seeds = "" if ci["seeds"] == p["seeds"] else f" (seeds {','.join(map(str, ci['seeds']))})"
+    return f"{d['mean']:+.1f}{spread} [{ci['lo']:+.1f}, {ci['hi']:+.1f}]{boot_seeds}"
 
 
 def _status(r: dict[str, Any]) -> str:
@@ -358,14 +403,14 @@ def _cells(r: dict[str, Any], *scores: str) -> str:
     return "| " + " | ".join([*lead, *scores, _status(r)]) + " |"
 
 
-def write_report(profile: Profile, runs: Path, results: Path, dataset: str,
+def write_report(profile: Profile, results: Path, dataset: str,
                  data_dir: str | Path | None = None, base: dict[str, Any] | None = None) -> Path:
     from lrsa.data import data_checksums
     from lrsa.io import atomic_write_text
     from lrsa.rationales.bundle import read_manifest
     from lrsa.training.loop import write_json
 
-    rows = collect(profile, runs, dataset, data_dir)
+    rows = collect(profile, results, dataset)
     manifest = read_manifest(dataset).get("sources", {})
     sources = sorted({r.rationales for r in profile.rows if dataset in r.datasets and r.rationales})
     example = next(r for r in profile.rows if dataset in r.datasets)
@@ -396,7 +441,9 @@ def render(report: dict[str, Any], dataset: str) -> str:
              "Test scores of the dev-selected checkpoint (selection on dev only; test scored once), mean ± std "
              "over the seeds listed (one number: one seed). Δ vs text: seed-paired difference against the "
              "`text` row of the same host (mean ± std over common seeds) and, in brackets, the paired bootstrap "
-             "95 % interval over test items (sentences for JMASA, aspects for MASC; 2,000 resamples). "
+             "95 % interval over test items (sentences for JMASA, aspects for MASC; 2,000 resamples), over the "
+             "seeds named after it where fewer (a legacy run, recorded before records kept per-item counts, "
+             "has none). "
              "Δ vs lexicon: the same for an LLM-rationale row against the same variant with lexicon "
              "rationales (does the rationale source matter?).", "",
              f"commit `{report['commit']}`", ""]

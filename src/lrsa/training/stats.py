@@ -5,7 +5,9 @@ Paired bootstrap (``paired``): the test items (sentences for JMASA, gold aspects
 with replacement ``n`` times (seed 0); on every resample each seed's score of the variant and of its
 baseline is recomputed from per-item counts (JMASA: micro F1 from per-sentence true positives, predicted
 and gold triples; MASC: accuracy), their difference averaged over the common seeds. The interval is the
-2.5th and 97.5th percentile of those averages. Scores come from the runs' ``predictions_test.jsonl``.
+2.5th and 97.5th percentile of those averages. The counts come from the run records
+(``lrsa.training.records``); seed-paired differences use every common seed, the bootstrap the common seeds
+whose records hold counts.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from lrsa.data.schema import POLARITIES, Example
+from lrsa.data.schema import POLARITIES
 
 N_RESAMPLES = 2000
 
@@ -32,16 +34,6 @@ def summary(values: list[float]) -> dict[str, float | None]:
     return {"mean": round(m, 2), "std": round(sd, 2)}
 
 
-def _counts(task: str, gold: list[Example], path: Path) -> np.ndarray:
-    """JMASA: [N sentences, 3] (tp, predicted, gold); MASC: [N aspects, 1] (correct)."""
-    from lrsa.training.metrics import item_counts, read_predictions
-
-    pred = read_predictions(path, gold)
-    # predictions of a subset (e.g. a test_limit) are scored on that subset only
-    scored = [ex for ex in gold if ex.id in pred]
-    return np.asarray(item_counts(task, scored, pred), dtype=np.float64)
-
-
 def _score(task: str, c: np.ndarray) -> np.ndarray:
     """Score per resample from summed counts ``c [..., k]`` (percent)."""
     if task == "masc":
@@ -52,18 +44,28 @@ def _score(task: str, c: np.ndarray) -> np.ndarray:
     return 100 * np.where(p + r > 0, 2 * p * r / np.maximum(p + r, 1e-12), 0.0)
 
 
-def paired(task: str, gold: list[Example], variant: list[Path], baseline: list[Path], seeds: list[int],
+def paired(task: str, variant: dict[int, float], baseline: dict[int, float],
+           variant_items: dict[int, tuple[str, np.ndarray]], baseline_items: dict[int, tuple[str, np.ndarray]],
            n: int = N_RESAMPLES) -> dict[str, Any]:
-    """Seed-paired differences (variant − baseline) and the paired bootstrap 95 % interval of their mean."""
-    v = [_counts(task, gold, p) for p in variant]
-    b = [_counts(task, gold, p) for p in baseline]
+    """Seed-paired differences (variant − baseline) of the per-seed test scores over the common seeds, and
+    the paired bootstrap 95 % interval of their mean over the common seeds that have per-item counts
+    (``(ids_sha256, counts)`` per seed, ``lrsa.training.records``); ``bootstrap`` is None without any."""
+    seeds = sorted(set(variant) & set(baseline))
+    diffs = [variant[s] - baseline[s] for s in seeds]
+    out: dict[str, Any] = {"seeds": seeds, "diffs": [round(d, 2) for d in diffs], "seed_diff": summary(diffs),
+                           "bootstrap": None}
+    boot_seeds = [s for s in seeds if s in variant_items and s in baseline_items]
+    if not boot_seeds:
+        return out
+    ids = {h for s in boot_seeds for h, _ in (variant_items[s], baseline_items[s])}
+    if len(ids) != 1:
+        raise ValueError(f"runs to compare were scored on different test items (seeds {boot_seeds})")
+    v = [variant_items[s][1] for s in boot_seeds]
+    b = [baseline_items[s][1] for s in boot_seeds]
     if task == "masc":  # accuracy = correct / items: carry the item count as a second column
         v = [np.concatenate([x, np.ones_like(x)], axis=1) for x in v]
         b = [np.concatenate([x, np.ones_like(x)], axis=1) for x in b]
     items = v[0].shape[0]
-    if any(x.shape[0] != items for x in v + b):
-        raise ValueError("runs to compare were scored on different test items")
-    diffs = [float(_score(task, x.sum(0)) - _score(task, y.sum(0))) for x, y in zip(v, b)]
     rng = np.random.default_rng(0)
     w = rng.multinomial(items, np.full(items, 1.0 / items), size=n).astype(np.float64)  # [n, items]
     boot = np.zeros(n)
@@ -71,10 +73,9 @@ def paired(task: str, gold: list[Example], variant: list[Path], baseline: list[P
         boot += _score(task, w @ x) - _score(task, w @ y)
     boot /= len(v)
     lo, hi = np.percentile(boot, [2.5, 97.5])
-    return {"seeds": seeds, "diffs": [round(d, 2) for d in diffs], "seed_diff": summary(diffs),
-            "bootstrap": {"mean": round(float(boot.mean()), 2), "lo": round(float(lo), 2),
-                          "hi": round(float(hi), 2), "resamples": n, "items": items,
-                          "above_zero": bool(lo > 0)}}
+    out["bootstrap"] = {"seeds": boot_seeds, "mean": round(float(boot.mean()), 2), "lo": round(float(lo), 2),
+                        "hi": round(float(hi), 2), "resamples": n, "items": items, "above_zero": bool(lo > 0)}
+    return out
 
 
 def masc_baselines(dataset: str, data_dir: str | Path | None = None) -> dict[str, Any]:
