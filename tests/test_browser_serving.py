@@ -212,3 +212,29 @@ def test_page_shows_api_errors(browser, model_server):
     page.wait_for_selector("#error:not([hidden])", timeout=30_000)
     assert "text_too_long" in page.inner_text("#error")
     context.close()
+
+
+def test_page_clears_the_previous_result_and_never_shows_a_python_exception(browser):
+    """Defects: after an error the page kept the previous post's result below it; a 500 showed the Python
+    exception. Here a good post, then a post the (stand-in) model fails on, then an input error."""
+    from lrsa.serving import create_app
+
+    with InThreadServer(create_app(StubPredictor())) as server:
+        context, page, outside, console_errors = _page(browser, server.url)
+        page.goto(server.url + "/")
+        page.fill("#text", "Chelsea the cat loves Mondays")
+        page.click("#submit")
+        page.wait_for_selector("#result:not([hidden])", timeout=30_000)
+        page.fill("#text", "boom")  # the stub model raises RuntimeError("stub model failure")
+        page.click("#submit")
+        page.wait_for_selector("#error:not([hidden])", timeout=30_000)
+        message = page.inner_text("#error")
+        assert "could not analyse this post" in message and "internal_error" in message
+        assert "RuntimeError" not in message and "stub model failure" not in message
+        assert page.is_hidden("#result")  # the previous post's result is gone
+        page.fill("#text", "x" * 2_001)
+        page.click("#submit")
+        page.wait_for_selector("#error:not([hidden])", timeout=30_000)
+        assert "text_too_long" in page.inner_text("#error") and page.is_hidden("#result")
+        assert outside == []
+        context.close()

@@ -108,3 +108,27 @@ def test_http_api_returns_one_sentiment_per_given_aspect(masc_run):
         assert bad.status_code in (400, 422) and "aspects" in bad.text
         bad = httpx.post(f"{server.url}/v1/predict", json={**post, "aspects": ["Serena"]})
         assert bad.status_code in (400, 422) and "does not occur" in bad.text
+
+
+def test_a_given_aspect_of_a_long_post_is_read_in_a_window_around_it(masc_run):
+    """A post over the model's max_tokens: each given aspect is classified from the widest window around it
+    that fits (the same answer as the window alone), not refused."""
+    from lrsa.api import LRSA, tokenize
+    from lrsa.data import load_dataset
+    from lrsa.model.inputs import aspect_window
+
+    out, _ = masc_run
+    model = LRSA.from_pretrained(out / "run", cache_dir=out / "cache")
+    text = " ".join(ex.text for ex in load_dataset("twitter2015", "test")[:25])
+    words = tokenize(text)[0]
+    last = {"start": len(words) - 3, "end": len(words) - 1}
+    ws, we = aspect_window(model.tokenizer, words, (last["start"], last["end"]), model.run.model.aspect_input,
+                           model.run.model.max_tokens)
+    assert ws > 0 and we == len(words)  # the case: the post does not fit, the window ends at the post's end
+    # without rationales: the post's own rationale is written from its whole text, the window's from less
+    got = model.predict(text, image_text="a photo", aspects=[{"start": 0, "end": 2}, last], use_rationales=False)
+    window = model.predict(" ".join(words[ws:we]), image_text="a photo", use_rationales=False,
+                           aspects=[{"start": last["start"] - ws, "end": last["end"] - ws}])
+    assert [(a.start, a.end) for a in got.aspects] == [(0, 2), (last["start"], last["end"])]
+    assert (got.aspects[1].polarity, round(got.aspects[1].confidence, 4)) == \
+        (window.aspects[0].polarity, round(window.aspects[0].confidence, 4))

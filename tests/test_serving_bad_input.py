@@ -141,3 +141,72 @@ def test_server_still_predicts_after_bad_input(model_server):
         assert r.status_code == 200, r.text
         assert r.json()["image"] == {"format": "JPEG", "width": 451, "height": 300, "bytes": len(jpg)}
     assert model_server.alive()
+
+
+def _long_post() -> str:
+    """About 200 real words (real twitter2015 test posts joined): under the 2,000-character limit, far over
+    the model's 256 subword tokens."""
+    from lrsa.data import load_dataset
+
+    text = ""
+    for ex in load_dataset("twitter2015", "test"):
+        if len(text) + len(ex.text) + 1 > LIMITS.max_text_chars:
+            break
+        text = f"{text} {ex.text}".strip()
+    return text
+
+
+def test_a_long_post_is_read_in_windows_and_does_not_fail_its_neighbours(model_server, checkpoint_dir):
+    """Defect: a post over 256 subword tokens was a 500 that took its whole batch down."""
+    from lrsa.api import tokenize
+    from lrsa.model.inputs import word_windows
+    from lrsa.serving.model import ModelPredictor
+
+    long = _long_post()
+    tok = ModelPredictor.from_checkpoint(checkpoint_dir).model.tokenizer
+    words = tokenize(long)[0]
+    windows = word_windows(tok, words, 256)
+    assert len(long) <= LIMITS.max_text_chars and len(windows) >= 2  # the case of the defect
+    short = [{"text": "Chuck Bass is everything #MCM", "image_text": "a man in a suit"},
+             {"text": "Crazy hair day ! Lydia is a contender", "image_text": "a girl with pink hair"}]
+    with httpx.Client(base_url=model_server.url, timeout=120) as client:
+        alone = [client.post("/v1/predict", json=p).json()["prediction"] for p in short]
+        r = client.post("/v1/predict/batch", json={"posts": [short[0], {"text": long, "image_text": "a crowd"},
+                                                             short[1]]})
+        assert r.status_code == 200, r.text
+        got = r.json()["predictions"]
+        def key(p):  # batching pads the posts: confidences agree to float tolerance
+            return [(a["start"], a["end"], a["polarity"], round(a["confidence"], 4)) for a in p["aspects"]]
+
+        assert [key(p) for p in (got[0], got[2])] == [key(p) for p in alone]  # neighbours intact
+        aspects = got[1]["aspects"]
+        assert got[1]["words"] == words
+        assert aspects, "the long post's windows found no aspect at all"
+        for a in aspects:  # every span is a real span of the long post, found once, in order
+            assert long[a["char_start"]:a["char_end"]] == a["text"] == " ".join(words[a["start"]:a["end"]])
+        starts = [a["start"] for a in aspects]
+        assert starts == sorted(set(starts))
+        assert any(a["start"] >= windows[0][1] for a in aspects)  # found beyond the first window too
+        single = client.post("/v1/predict", json={"text": long, "image_text": "a crowd"})
+        assert single.status_code == 200 and key(single.json()["prediction"]) == key(got[1])
+    assert model_server.alive()
+
+
+def test_word_windows_cover_a_long_post_and_each_word_has_one_owner(checkpoint_dir):
+    from lrsa.api import tokenize
+    from lrsa.features.text import encode_words
+    from lrsa.model.inputs import owner, word_windows
+    from lrsa.serving.model import ModelPredictor
+
+    tok = ModelPredictor.from_checkpoint(checkpoint_dir).model.tokenizer
+    words = tokenize(_long_post())[0]
+    for max_tokens in (64, 256):
+        windows = word_windows(tok, words, max_tokens)
+        assert windows[0][0] == 0 and windows[-1][1] == len(words)
+        for (s0, e0), (s1, e1) in zip(windows, windows[1:]):
+            assert s0 < s1 < e0 <= e1  # overlapping, advancing
+        for s, e in windows:
+            assert len(encode_words(tok, words[s:e], max_tokens)[0]) <= max_tokens
+        owners = [owner(windows, i) for i in range(len(words))]
+        assert owners == sorted(owners) and set(owners) == set(range(len(windows)))
+    assert word_windows(tok, words[:10], 256) == [(0, 10)]

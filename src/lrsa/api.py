@@ -24,7 +24,7 @@ import os
 import re
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -268,7 +268,7 @@ class LRSA:
         """Predict many posts: each a dict with ``text`` and optional ``image`` / ``image_text`` / ``id``
         (and ``aspects`` / ``aspect_rationales`` for MASC checkpoints, as in ``predict``)."""
         from lrsa.features.vision import PixelEncoder, open_image
-        from lrsa.model.inputs import collate, encode_aspect, encode_post
+        from lrsa.model.inputs import aspect_window, collate, encode_aspect, encode_post, owner, word_windows
 
         m = self.run.model
         out: list[Prediction] = []
@@ -351,28 +351,43 @@ class LRSA:
             if m.image_side == "pixels":
                 v = torch.stack(visuals)
                 tables["visual"] = (v, torch.ones(v.shape[:2], dtype=torch.bool))
-            if m.host == "aspect":
-                items, owner = [], []
-                for n, post in enumerate(group):
+            # items: one per given aspect (aspect host) or one per word window of a post (joint hosts; a post
+            # longer than max_tokens is read in overlapping windows, each span kept from the window in which
+            # its first word is most central)
+            items, post_of, offset = [], [], []
+            windows: list[list[tuple[int, int]]] = []
+            for n, post in enumerate(group):
+                pid = post.get("id") or f"post-{c + n}"
+                if m.host == "aspect":
                     for span in given_l[n]:
                         row = len(items)
-                        items.append(encode_aspect(self.tokenizer, f"{post.get('id') or f'post-{c + n}'}@{row}",
-                                                   words_l[n], span, m.aspect_input, m.max_tokens,
+                        ws, we = aspect_window(self.tokenizer, words_l[n], span, m.aspect_input, m.max_tokens)
+                        items.append(encode_aspect(self.tokenizer, f"{pid}@{row}", words_l[n][ws:we],
+                                                   (span[0] - ws, span[1] - ws), m.aspect_input, m.max_tokens,
                                                    side_index={k: (n if k == "visual" else row) for k in tables}))
-                        owner.append(n)
-            else:
-                items = [encode_post(self.tokenizer, post.get("id") or f"post-{c + n}", words_l[n], m.max_tokens,
-                                     side_index={k: n for k in tables}) for n, post in enumerate(group)]
-                owner = list(range(len(group)))
+                        post_of.append(n)
+                        offset.append(ws)
+                else:
+                    windows.append(word_windows(self.tokenizer, words_l[n], m.max_tokens))
+                    for w, (ws, we) in enumerate(windows[n]):
+                        items.append(encode_post(self.tokenizer, pid if w == 0 else f"{pid}#{w}",
+                                                 words_l[n][ws:we], m.max_tokens, side_index={k: n for k in tables}))
+                        post_of.append(n)
+                        offset.append(ws)
             batch = collate(items, self.tokenizer.pad_token_id or 0, tables)
             timings["encode_side"] = (time.perf_counter() - t0) * 1000
             t0 = time.perf_counter()
             decoded_items = self.net.decode(batch)
             timings["model"] = (time.perf_counter() - t0) * 1000
             decoded: list[list[tuple[int, int, str, float, Rationale | None]]] = [[] for _ in group]
-            for row, (n, found) in enumerate(zip(owner, decoded_items)):
+            first_window = {n: post_of.index(n) for n in set(post_of)}
+            for row, (n, found) in enumerate(zip(post_of, decoded_items)):
                 own = per_item[row] if m.host == "aspect" and aspect_rats[n] else None
-                decoded[n].extend((*a, own) for a in found)
+                o = offset[row]
+                for s, e, pol, conf in found:
+                    if m.host != "aspect" and owner(windows[n], s + o) != row - first_window[n]:
+                        continue  # this span's first word is better seen by another window
+                    decoded[n].append((s + o, e + o, pol, conf, own))
             share = {k: round(v / len(group), 3) for k, v in timings.items()}
             for n, post in enumerate(group):
                 aspects = []
@@ -390,8 +405,10 @@ class LRSA:
     # ---------------------------------------------------------------- benchmark evaluation
 
     def evaluate_split(self, dataset: str, split: str, data_dir: str | Path | None = None,
-                       limit: int | None = None, rationale_source: str | None = None) -> dict[str, Any]:
-        """Predict a benchmark split with its committed rationales and captions; score it."""
+                       limit: int | None = None, rationale_source: str | None = None,
+                       log: Callable[[str], None] | None = None, progress: bool = False) -> dict[str, Any]:
+        """Predict a benchmark split with its committed rationales and captions; score it. ``log``: stage
+        messages (loading, encoding side texts); ``progress``: progress bars over the prediction batches."""
         from lrsa.training.data import load_split
         from lrsa.training.evaluate import masc_split, predict_split, score_split
         from lrsa.training.metrics import score
@@ -400,16 +417,23 @@ class LRSA:
             "dataset": dataset, "rationale_source": rationale_source or self.run.train.rationale_source})})
         from lrsa.training.data import load_rationales
 
+        say = log or (lambda m: None)
+        say(f"loading {dataset} {split}" + (f" ({run.train.rationale_source} rationales)"
+                                            if run.model.uses_rationales else "")
+            + "; side texts are encoded once (cached states are reused)")
+        t0 = time.perf_counter()
         rationales = load_rationales(run)
         sp = load_split(run, split, self.tokenizer, self.side_encoder if run.model.side_encoder == "frozen"
                         else None, data_dir, rationales, limit)
+        say(f"{len(sp.examples)} sentences ready in {time.perf_counter() - t0:.1f}s")
         pad = self.tokenizer.pad_token_id or 0
         t0 = time.perf_counter()
-        pred = predict_split(self.net, sp, pad)
+        pred = predict_split(self.net, sp, pad, progress="predicting" if progress else None)
         seconds = time.perf_counter() - t0
         scores = score_split(sp, pred)
         if run.model.task == "jmasa":  # MASC of a joint host: forced onto the gold spans
-            scores["masc_forced"] = score(sp.examples, masc_split(self.net, sp, pad))["masc"]
+            scores["masc_forced"] = score(sp.examples, masc_split(
+                self.net, sp, pad, progress="sentiment on gold spans" if progress else None))["masc"]
             scores["masc"] = scores["masc_forced"]
         scores["predict_seconds"] = round(seconds, 2)
         scores["examples_per_s"] = round(len(sp.examples) / seconds, 2)

@@ -55,7 +55,8 @@ def evaluate_cmd(
     checkpoint: Path = typer.Option(..., "--checkpoint", help="Checkpoint directory (or a run directory)."),
     dataset: str = typer.Option(..., "--dataset", help="Named dataset."),
     split: str = typer.Option("test", "--split"),
-    out: Optional[Path] = typer.Option(None, "--out", help="Predictions JSONL (default: <checkpoint>/predictions_<dataset>_<split>.jsonl)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Predictions JSONL (default: "
+                                       "runs/evaluate/<run name>/predictions_<dataset>_<split>.jsonl)."),
     limit: Optional[int] = typer.Option(None, "--limit", help="First N sentences only."),
     data_dir: Optional[Path] = DataDirOption,
     cache_dir: Optional[Path] = CacheOption,
@@ -67,8 +68,9 @@ def evaluate_cmd(
 
     with user_errors():
         model = LRSA.from_pretrained(checkpoint, cache_dir=cache_dir)
-        ev = model.evaluate_split(dataset, split, data_dir=data_dir, limit=limit)
-        dest = out or Path(model.path) / f"predictions_{dataset}_{split}.jsonl"
+        ev = model.evaluate_split(dataset, split, data_dir=data_dir, limit=limit,
+                                  log=lambda m: typer.echo(m, err=True), progress=not as_json)
+        dest = out or Path("runs") / "evaluate" / model.run.name / f"predictions_{dataset}_{split}.jsonl"
         write_predictions(ev["predictions"], dest)
     s = ev["scores"]
     if as_json:

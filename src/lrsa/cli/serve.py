@@ -23,6 +23,9 @@ def serve(
     max_image_pixels: int = typer.Option(40_000_000, min=1),
     max_batch_posts: int = typer.Option(32, min=1, help="Most posts in one /v1/predict/batch request."),
     max_body_bytes: int = typer.Option(16 * 1024 * 1024, min=1),
+    header_timeout_s: int = typer.Option(10, min=1, help="Close a connection whose request line and headers "
+                                         "are not complete this long after it opened (or after its last response)."),
+    body_timeout_s: int = typer.Option(30, min=1, help="Answer 408 when a request body stalls this long."),
     trim_interval_s: float = typer.Option(
         5.0, help="Return freed memory to the OS (glibc malloc_trim) at most this often; negative: never."
     ),
@@ -35,6 +38,7 @@ def serve(
 
     from lrsa.serving import BatchingConfig, Limits, ServingConfig, create_app
     from lrsa.serving.model import ModelPredictor
+    from lrsa.serving.server import uvicorn_config
 
     if not checkpoint.is_dir():
         raise typer.BadParameter(f"{checkpoint}: not a directory", param_hint="--checkpoint")
@@ -49,6 +53,8 @@ def serve(
             max_image_pixels=max_image_pixels,
             max_batch=max_batch_posts,
             max_body_bytes=max_body_bytes,
+            header_timeout_s=header_timeout_s,
+            body_timeout_s=body_timeout_s,
         ),
         batching=BatchingConfig(
             enabled=batching, max_batch=max_batch, max_wait_ms=max_wait_ms, trim_interval_s=trim_interval_s
@@ -61,4 +67,5 @@ def serve(
         f"(micro-batching {'on, ' + str(max_batch) + ' posts / ' + str(max_wait_ms) + ' ms' if batching else 'off'})",
         err=True,
     )
-    uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=access_log)
+    uvicorn.Server(uvicorn_config(app, config.limits, host=host, port=port, log_level=log_level,
+                                  access_log=access_log)).run()

@@ -140,15 +140,27 @@ def resolve_data_dir(data_dir: str | Path | None = None) -> Path:
     return default_data_dir()
 
 
+def missing_data(path: Path, name: str | None = None, data_dir: str | Path | None = None) -> FileNotFoundError:
+    """The one error for a benchmark file missing from the data directory: it says which directory was
+    used and why (``--data-dir``, ``$LRSA_DATA_DIR`` or the default), names both settings first (offline
+    they are the fix), then the fetch."""
+    root = resolve_data_dir(data_dir)
+    why = "--data-dir" if data_dir else (f"${DATA_DIR_ENV}" if os.environ.get(DATA_DIR_ENV) else
+                                         f"the default; neither --data-dir nor ${DATA_DIR_ENV} is set")
+    fetch = f"lrsa data fetch {name}" if name else "lrsa data fetch NAME"
+    return FileNotFoundError(
+        f"{path} not found in the data directory {root} ({why}). Point --data-dir or ${DATA_DIR_ENV} at the "
+        f"directory that holds the benchmark files (twitter2015/, twitter2017/, ...), or download them into "
+        f"it with `{fetch}` where the upstream hosts are reachable.")
+
+
 def dataset_path(name: str, split: str, data_dir: str | Path | None = None) -> Path:
     ds = get(name)
     if split not in ds.splits:
         raise KeyError(f"dataset {name!r} has no split {split!r}; it has {', '.join(ds.splits)}")
     path = resolve_data_dir(data_dir) / ds.splits[split]
     if not path.exists():
-        raise FileNotFoundError(
-            f"{path} not found: run `lrsa data fetch {name}` or point --data-dir / ${DATA_DIR_ENV} "
-            f"at a directory holding the benchmark files")
+        raise missing_data(path, name, data_dir)
     return path
 
 

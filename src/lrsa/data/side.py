@@ -8,7 +8,7 @@ import json
 from functools import lru_cache
 from pathlib import Path
 
-from lrsa.data.registry import get, resolve_data_dir
+from lrsa.data.registry import get, missing_data, resolve_data_dir
 from lrsa.data.schema import DataError
 
 
@@ -63,6 +63,6 @@ def side_inputs(dataset: str, data_dir: str | Path | None = None) -> dict[str, d
         kind = name.removesuffix("_2017")
         path = root / rel
         if not path.exists():
-            raise FileNotFoundError(f"{path} not found: run `lrsa data fetch {dataset}`")
+            raise missing_data(path, dataset, data_dir)
         merged.setdefault(kind, {}).update(_load(str(path)))
     return merged

@@ -131,8 +131,9 @@ def word_pieces(tokenizer: Any, words: list[str]) -> list[list[int]]:
 
 
 def encode_words(tokenizer: Any, words: list[str], max_tokens: int) -> tuple[list[int], list[int]]:
-    """``[CLS] pieces... [SEP]`` ids and the index of each word's first piece."""
-    pieces = word_pieces(tokenizer, words)
+    """``[CLS] pieces... [SEP]`` ids and the index of each word's first piece. A single word longer than
+    the whole budget (``max_tokens - 2``; a 2,000-character token without spaces) keeps its first pieces."""
+    pieces = [p[:max_tokens - 2] for p in word_pieces(tokenizer, words)]
     ids = [tokenizer.cls_token_id if tokenizer.cls_token_id is not None else tokenizer.bos_token_id]
     first = []
     for p in pieces:

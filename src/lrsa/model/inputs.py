@@ -44,6 +44,57 @@ def encode_post(tokenizer: Any, id: str, words: list[str], max_tokens: int,
                    side_index=dict(side_index or {}))
 
 
+def word_windows(tokenizer: Any, words: list[str], max_tokens: int) -> list[tuple[int, int]]:
+    """Word windows ``[start, end)`` of a post, each fitting ``max_tokens`` with ``[CLS]`` and ``[SEP]``.
+    A post that fits is one window; a longer one (a 200-word post) gets windows of as many words as fit,
+    each starting halfway through the previous one, so that every word has context on both sides in some
+    window (``owner`` picks that window)."""
+    sizes = [min(len(p), max_tokens - 2) for p in word_pieces(tokenizer, words)]
+    budget = max_tokens - 2
+    if sum(sizes) <= budget:
+        return [(0, len(words))]
+    out: list[tuple[int, int]] = []
+    start = 0
+    while True:
+        end, used = start, 0
+        while end < len(words) and used + sizes[end] <= budget:
+            used += sizes[end]
+            end += 1
+        out.append((start, end))
+        if end == len(words):
+            return out
+        start = max(start + 1, start + (end - start) // 2)
+
+
+def owner(windows: list[tuple[int, int]], word: int) -> int:
+    """The window in which ``word`` is farthest from an edge (the first such window on ties)."""
+    return max((i for i, (s, e) in enumerate(windows) if s <= word < e),
+               key=lambda i: (min(word - windows[i][0], windows[i][1] - 1 - word), -i))
+
+
+def aspect_window(tokenizer: Any, words: list[str], span: tuple[int, int], mode: str,
+                  max_tokens: int) -> tuple[int, int]:
+    """The word window ``[start, end)`` of a post that ``encode_aspect`` reads for the given ``span``: the
+    whole post when it fits, else the widest window around the aspect that fits (grown one word at a time
+    on each side in turn), so that a given aspect of a long post keeps its context."""
+    sizes = [len(p) for p in word_pieces(tokenizer, words)]
+    s, e = span
+    if mode == "pair":  # [CLS] post [SEP] aspect [SEP]
+        reserve = 3 + sum(sizes[s:e])
+    else:  # [CLS] ... < aspect > ... [SEP]
+        reserve = 2 + sum(len(tokenizer(m, add_special_tokens=False)["input_ids"]) for m in ASPECT_MARKERS)
+    budget = max_tokens - reserve
+    used = sum(sizes[s:e])
+    grew = True
+    while grew:
+        grew = False
+        if s > 0 and used + sizes[s - 1] <= budget:
+            s, used, grew = s - 1, used + sizes[s - 1], True
+        if e < len(words) and used + sizes[e] <= budget:
+            e, used, grew = e + 1, used + sizes[e], True
+    return s, e
+
+
 ASPECT_MARKERS = ("<", ">")
 
 

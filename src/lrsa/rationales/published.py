@@ -25,6 +25,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from lrsa.data.registry import missing_data
 from lrsa.data.schema import DataError, Example
 
 MISSING = "No rationale is available for this post."
@@ -58,8 +59,7 @@ def read_arkmsa(path: Path) -> list[dict[str, str]]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise FileNotFoundError(f"{path} not found: run `lrsa data fetch` or point --data-dir / "
-                                f"LRSA_DATA_DIR at the benchmark data") from None
+        raise missing_data(path) from None
     except json.JSONDecodeError as err:
         raise DataError(str(path), f"line {err.lineno}", f"bad JSON: {err.msg}") from None
     if not isinstance(data, list):

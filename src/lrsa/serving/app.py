@@ -20,6 +20,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import lrsa
@@ -28,7 +29,7 @@ from lrsa.data.schema import Prediction
 from lrsa.serving.batcher import InferenceRunner
 from lrsa.serving.config import ServingConfig
 from lrsa.serving.errors import ApiError, error_responses
-from lrsa.serving.images import ALLOWED_FORMATS, decode_image
+from lrsa.serving.images import ALLOWED_FORMATS, PixelBudget, declared_pixels, decode_image
 from lrsa.serving.predictor import Post, Predictor
 from lrsa.serving.requests import RawPost, media_type, parse_batch_json, parse_multipart, parse_single_json
 
@@ -146,12 +147,19 @@ class _BodyTooLarge(Exception):
     pass
 
 
-class BodyLimitMiddleware:
-    """Rejects bodies over `max_bytes` from Content-Length, or while a chunked body streams in."""
+class _BodyTimeout(Exception):
+    pass
 
-    def __init__(self, app: ASGIApp, max_bytes: int):
+
+class BodyLimitMiddleware:
+    """Rejects bodies over `max_bytes` from Content-Length, or while a chunked body streams in; answers 408
+    when a body read waits longer than `body_timeout_s` (a client that stalls mid-body); ends quietly when
+    the client hangs up mid-body (nobody is left to answer, and it is not a server fault to log)."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int, body_timeout_s: float | None = None):
         self.app = app
         self.max_bytes = max_bytes
+        self.body_timeout_s = body_timeout_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -164,18 +172,27 @@ class BodyLimitMiddleware:
                 except ValueError:
                     declared = -1
                 if declared > self.max_bytes:
-                    await self._reject(send, declared)
+                    await self._reject(send, ApiError("body_too_large", f"request body of {declared} bytes; "
+                                                                        f"the limit is {self.max_bytes}"))
                     return
         received = 0
         started = False
+        body_done = False
 
         async def limited_receive() -> Message:
-            nonlocal received
-            message = await receive()
+            nonlocal received, body_done
+            if body_done or self.body_timeout_s is None:
+                message = await receive()  # after the body: e.g. waiting for a disconnect, no deadline
+            else:
+                try:
+                    message = await asyncio.wait_for(receive(), self.body_timeout_s)
+                except TimeoutError:
+                    raise _BodyTimeout() from None
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
                     raise _BodyTooLarge()
+                body_done = not message.get("more_body", False)
             return message
 
         async def tracking_send(message: Message) -> None:
@@ -188,10 +205,16 @@ class BodyLimitMiddleware:
             await self.app(scope, limited_receive, tracking_send)
         except _BodyTooLarge:
             if not started:
-                await self._reject(send, received)
+                await self._reject(send, ApiError("body_too_large", f"request body of {received} bytes; the "
+                                                                    f"limit is {self.max_bytes}"))
+        except _BodyTimeout:
+            if not started:
+                await self._reject(send, ApiError("request_timeout", f"the request body stalled: no data for "
+                                                  f"{self.body_timeout_s:g} s after {received} bytes"))
+        except ClientDisconnect:
+            log.info("client hung up before its request body was complete (%d bytes received)", received)
 
-    async def _reject(self, send: Send, size: int) -> None:
-        err = ApiError("body_too_large", f"request body of {size} bytes; the limit is {self.max_bytes}")
+    async def _reject(self, send: Send, err: ApiError) -> None:
         response = JSONResponse(err.body(), status_code=err.status, headers={"Connection": "close"})
         await response({"type": "http"}, _no_receive, send)
 
@@ -207,6 +230,7 @@ def create_app(predictor: Predictor, config: ServingConfig | None = None) -> Fas
     config = config or ServingConfig()
     limits = config.limits
     runner = InferenceRunner(lambda posts: predictor.predict_batch(posts), config.batching)
+    pixel_budget = PixelBudget(limits.max_pixels_in_flight)  # full-size decodes at once, over all requests
     started_at = time.time()
     image_side = (predictor.info() or {}).get("image_side")  # what the model needs besides the text
     host = (predictor.info() or {}).get("host")  # "aspect": the posts must carry their aspects
@@ -230,7 +254,7 @@ def create_app(predictor: Predictor, config: ServingConfig | None = None) -> Fas
     )
     app.state.runner = runner
     app.state.config = config
-    app.add_middleware(BodyLimitMiddleware, max_bytes=limits.max_body_bytes)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=limits.max_body_bytes, body_timeout_s=limits.body_timeout_s)
 
     # ---- errors
     @app.exception_handler(ApiError)
@@ -262,11 +286,16 @@ def create_app(predictor: Predictor, config: ServingConfig | None = None) -> Fas
     def decode_posts(raw: list[RawPost], fields: list[str]) -> tuple[list[Post], list[ImageInfo | None]]:
         posts: list[Post] = []
         infos: list[ImageInfo | None] = []
+        declared = sum(declared_pixels(r.image) for r in raw if r.image is not None)  # headers only
+        if declared > limits.max_request_pixels:
+            raise ApiError("image_too_many_pixels", f"the images of this request declare {declared} pixels in "
+                           f"all; the limit per request is {limits.max_request_pixels}: send fewer or "
+                           "smaller images per request", fields[0] if len(raw) == 1 else "posts")
         for r, field in zip(raw, fields):
             img = None
             info = None
             if r.image is not None:
-                decoded = decode_image(r.image, limits, field)
+                decoded = decode_image(r.image, limits, field, pixel_budget)
                 img = decoded.image
                 info = ImageInfo(format=decoded.format, width=decoded.width, height=decoded.height, bytes=decoded.bytes)
             if image_side == "captions" and r.image_text is None:

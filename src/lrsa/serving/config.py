@@ -16,6 +16,11 @@ class Limits:
     max_image_side: int = 12_000  # longest side in pixels, also checked before decoding
     max_batch: int = 32  # posts in one /v1/predict/batch request
     max_body_bytes: int = 16 * 1024 * 1024  # whole request body, enforced while it streams in
+    max_request_pixels: int = 400_000_000  # declared pixels of all images of one request, before decoding
+    max_pixels_in_flight: int = 120_000_000  # full-size decoded pixels at once, over all requests
+    keep_image_side: int = 1024  # a decoded image is downscaled to this longest side before it is kept
+    header_timeout_s: int = 10  # a client must send its request line and headers within this
+    body_timeout_s: int = 30  # ... and its body within this (each read)
 
     def __post_init__(self) -> None:
         for name, value in asdict(self).items():

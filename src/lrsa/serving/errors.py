@@ -17,12 +17,14 @@ ERROR_CODES: dict[str, tuple[int, str]] = {
     "invalid_base64": (400, "`image` is not valid base64 (URLs and file paths are never fetched or opened)."),
     "not_found": (404, "No such route."),
     "method_not_allowed": (405, "The route exists but not for this HTTP method."),
+    "request_timeout": (408, "The request body stalled for longer than `body_timeout_s` (the connection is closed)."),
     "text_too_long": (413, "`text` has more characters than `max_text_chars`."),
     "image_too_large": (413, "The encoded image has more bytes than `max_image_bytes`."),
     "image_too_many_pixels": (
         413,
-        "The image header declares more than `max_image_pixels` pixels or a side over `max_image_side` "
-        "(decompression-bomb guard; checked before decoding).",
+        "The image header declares more than `max_image_pixels` pixels or a side over `max_image_side`, or "
+        "the images of one request more than `max_request_pixels` in all (decompression-bomb guard; checked "
+        "before decoding).",
     ),
     "batch_too_large": (413, "More posts than `max_batch` in one batch request."),
     "body_too_large": (413, "The request body is larger than `max_body_bytes`."),

@@ -17,20 +17,27 @@ import torch
 from lrsa.data.schema import Aspect
 
 
-def batches(items: list, size: int, order: list[int] | None = None):
+def batches(items: list, size: int, order: list[int] | None = None, progress: str | None = None):
+    """Chunks of ``items`` (in ``order``); ``progress``: show a progress bar with this description."""
     idx = order if order is not None else list(range(len(items)))
-    for b in range(0, len(idx), size):
+    starts = range(0, len(idx), size)
+    if progress:
+        from rich.progress import track
+
+        starts = track(starts, description=progress, transient=True)
+    for b in starts:
         yield [items[i] for i in idx[b:b + size]]
 
 
 @torch.no_grad()
-def predict_split(net, split, pad_id: int, batch_size: int = 32) -> dict[str, list[tuple[int, int, str, float]]]:
+def predict_split(net, split, pad_id: int, batch_size: int = 32, progress: str | None = None
+                  ) -> dict[str, list[tuple[int, int, str, float]]]:
     from lrsa.model.inputs import collate
 
     net.eval()
     order = sorted(range(len(split.items)), key=lambda i: len(split.items[i].ids))
     out: dict[str, list] = {ex.id: [] for ex in split.examples}
-    for chunk in batches(split.items, batch_size, order):
+    for chunk in batches(split.items, batch_size, order, progress):
         batch = collate(chunk, pad_id, split.side)
         for rid, aspects in zip(batch["ids"], net.decode(batch)):
             out[rid.split("@", 1)[0]].extend(aspects)  # aspect-host items "<sentence id>@<span>"
@@ -40,14 +47,15 @@ def predict_split(net, split, pad_id: int, batch_size: int = 32) -> dict[str, li
 
 
 @torch.no_grad()
-def masc_split(net, split, pad_id: int, batch_size: int = 32) -> dict[str, list[Aspect]]:
+def masc_split(net, split, pad_id: int, batch_size: int = 32, progress: str | None = None
+               ) -> dict[str, list[Aspect]]:
     """MASC on gold aspects: the model's polarity for every gold span."""
     from lrsa.model.inputs import collate
 
     net.eval()
     gold = {ex.id: ex for ex in split.examples}
     out: dict[str, list[Aspect]] = {}
-    for chunk in batches(split.items, batch_size):
+    for chunk in batches(split.items, batch_size, progress=progress):
         batch = collate(chunk, pad_id, split.side)
         spans = [[a.span for a in gold[rid].aspects] for rid in batch["ids"]]
         for rid, sp, pols in zip(batch["ids"], spans, net.classify_spans(batch, spans)):
@@ -60,6 +68,7 @@ def as_aspects(pred: dict[str, list[tuple[int, int, str, float]]]) -> dict[str, 
 
 
 def write_predictions(pred: dict[str, list[tuple[int, int, str, float]]], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.part")
     with open(tmp, "w", encoding="utf-8") as fh:
         for rid, aspects in pred.items():

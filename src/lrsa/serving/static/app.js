@@ -23,7 +23,24 @@
     } else if (side === "none") {
       $("image-text-note").textContent = "(not used by this model)";
     }
+    if (info && info.model && info.model.host === "aspect") {  // MASC: the user names the aspects
+      $("aspects-block").hidden = false;
+      $("aspects-input").required = true;
+    }
   }).catch(() => {});
+
+  // What the page says for an API error: our own 4xx messages are written for people; a 5xx is a server
+  // fault whose details (a Python exception) belong in the server log, never on the page.
+  function describeError(status, err) {
+    if (!err) return `The server answered HTTP ${status} without an explanation. Please try again.`;
+    if (status >= 500) {
+      return err.code === "overloaded"
+        ? "The server is busy right now. Please try again in a moment."
+        : "The model could not analyse this post. This is a fault on the server, not in your post; " +
+          `the server log has the details (${err.code}, HTTP ${status}).`;
+    }
+    return `${err.message} (${err.code}, HTTP ${status})`;
+  }
 
   function updateCounter() {
     $("counter").textContent = maxChars ? `${text.value.length} / ${maxChars} characters` : "";
@@ -69,12 +86,18 @@
   form.addEventListener("submit", async (e) => {
     e.preventDefault();
     errorBox.hidden = true;
+    result.hidden = true;  // never leave the previous post's result under a new post's error
     if (!text.value.trim()) { showError("Please enter the text of a post."); text.focus(); return; }
+    const aspectsBox = $("aspects-input");
+    if (aspectsBox.required && !aspectsBox.value.trim()) {
+      showError("Please name at least one aspect of the post (one per line)."); aspectsBox.focus(); return;
+    }
     const body = new FormData();
     body.append("text", text.value);
     if (imageFile) body.append("image", imageFile, imageFile.name);
     const imageText = $("image-text").value;
     if (imageText.trim()) body.append("image_text", imageText);
+    if (aspectsBox.required) body.append("aspects", aspectsBox.value);
     body.append("use_rationales", $("use-rationales").checked ? "true" : "false");
     submit.disabled = true;
     busy.textContent = "Analysing…";
@@ -82,8 +105,7 @@
       const response = await fetch("v1/predict", { method: "POST", body });
       const data = await response.json().catch(() => null);
       if (!response.ok) {
-        const err = data && data.error;
-        showError(err ? `${err.message} (${err.code}, HTTP ${err.status})` : `HTTP ${response.status}`);
+        showError(describeError(response.status, data && data.error));
         return;
       }
       render(data, imageText.trim());
