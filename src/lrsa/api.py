@@ -268,6 +268,7 @@ class LRSA:
         """Predict many posts: each a dict with ``text`` and optional ``image`` / ``image_text`` / ``id``
         (and ``aspects`` / ``aspect_rationales`` for MASC checkpoints, as in ``predict``)."""
         from lrsa.features.vision import PixelEncoder, open_image
+        from lrsa.features.text import word_pieces
         from lrsa.model.inputs import aspect_window, collate, encode_aspect, encode_post, owner, word_windows
 
         m = self.run.model
@@ -354,25 +355,30 @@ class LRSA:
             # items: one per given aspect (aspect host) or one per word window of a post (joint hosts; a post
             # longer than max_tokens is read in overlapping windows, each span kept from the window in which
             # its first word is most central)
-            items, post_of, offset = [], [], []
+            items, post_of, window_of, offset = [], [], [], []
             windows: list[list[tuple[int, int]]] = []
             for n, post in enumerate(group):
                 pid = post.get("id") or f"post-{c + n}"
+                pieces = word_pieces(self.tokenizer, words_l[n])  # once per post: windows and encoders share them
                 if m.host == "aspect":
                     for span in given_l[n]:
                         row = len(items)
-                        ws, we = aspect_window(self.tokenizer, words_l[n], span, m.aspect_input, m.max_tokens)
+                        ws, we = aspect_window(self.tokenizer, words_l[n], span, m.aspect_input, m.max_tokens,
+                                               pieces)
                         items.append(encode_aspect(self.tokenizer, f"{pid}@{row}", words_l[n][ws:we],
                                                    (span[0] - ws, span[1] - ws), m.aspect_input, m.max_tokens,
-                                                   side_index={k: (n if k == "visual" else row) for k in tables}))
+                                                   side_index={k: (n if k == "visual" else row) for k in tables},
+                                                   pieces=pieces[ws:we]))
                         post_of.append(n)
                         offset.append(ws)
                 else:
-                    windows.append(word_windows(self.tokenizer, words_l[n], m.max_tokens))
+                    windows.append(word_windows(self.tokenizer, words_l[n], m.max_tokens, pieces))
                     for w, (ws, we) in enumerate(windows[n]):
                         items.append(encode_post(self.tokenizer, pid if w == 0 else f"{pid}#{w}",
-                                                 words_l[n][ws:we], m.max_tokens, side_index={k: n for k in tables}))
+                                                 words_l[n][ws:we], m.max_tokens, side_index={k: n for k in tables},
+                                                 pieces=pieces[ws:we]))
                         post_of.append(n)
+                        window_of.append(w)
                         offset.append(ws)
             batch = collate(items, self.tokenizer.pad_token_id or 0, tables)
             timings["encode_side"] = (time.perf_counter() - t0) * 1000
@@ -380,12 +386,11 @@ class LRSA:
             decoded_items = self.net.decode(batch)
             timings["model"] = (time.perf_counter() - t0) * 1000
             decoded: list[list[tuple[int, int, str, float, Rationale | None]]] = [[] for _ in group]
-            first_window = {n: post_of.index(n) for n in set(post_of)}
             for row, (n, found) in enumerate(zip(post_of, decoded_items)):
                 own = per_item[row] if m.host == "aspect" and aspect_rats[n] else None
                 o = offset[row]
                 for s, e, pol, conf in found:
-                    if m.host != "aspect" and owner(windows[n], s + o) != row - first_window[n]:
+                    if m.host != "aspect" and owner(windows[n], s + o) != window_of[row]:
                         continue  # this span's first word is better seen by another window
                     decoded[n].append((s + o, e + o, pol, conf, own))
             share = {k: round(v / len(group), 3) for k, v in timings.items()}

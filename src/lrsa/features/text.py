@@ -130,10 +130,12 @@ def word_pieces(tokenizer: Any, words: list[str]) -> list[list[int]]:
     return [ids if ids else [unk] for ids in enc]
 
 
-def encode_words(tokenizer: Any, words: list[str], max_tokens: int) -> tuple[list[int], list[int]]:
-    """``[CLS] pieces... [SEP]`` ids and the index of each word's first piece. A single word longer than
-    the whole budget (``max_tokens - 2``; a 2,000-character token without spaces) keeps its first pieces."""
-    pieces = [p[:max_tokens - 2] for p in word_pieces(tokenizer, words)]
+def encode_words(tokenizer: Any, words: list[str], max_tokens: int,
+                 pieces: list[list[int]] | None = None) -> tuple[list[int], list[int]]:
+    """``[CLS] pieces... [SEP]`` ids and the index of each word's first piece (``pieces``: the words'
+    ``word_pieces`` when the caller has them already). A single word longer than the whole budget
+    (``max_tokens - 2``; a 2,000-character token without spaces) keeps its first pieces."""
+    pieces = [p[:max_tokens - 2] for p in (pieces if pieces is not None else word_pieces(tokenizer, words))]
     ids = [tokenizer.cls_token_id if tokenizer.cls_token_id is not None else tokenizer.bos_token_id]
     first = []
     for p in pieces:

@@ -36,20 +36,23 @@ class Encoded:
 
 def encode_post(tokenizer: Any, id: str, words: list[str], max_tokens: int,
                 aspects: list[tuple[int, int, str]] | None = None,
-                side_index: dict[str, int] | None = None) -> Encoded:
-    ids, first = encode_words(tokenizer, words, max_tokens)
+                side_index: dict[str, int] | None = None, pieces: list[list[int]] | None = None) -> Encoded:
+    """``pieces``: the words' ``word_pieces`` when the caller has them already (e.g. ``word_windows``')."""
+    ids, first = encode_words(tokenizer, words, max_tokens, pieces)
     return Encoded(id=id, ids=ids, first=first, feats=word_features(words),
                    tags=aspects_to_tags(len(words), aspects) if aspects is not None else None,
                    targets=aspects_to_targets(aspects) if aspects is not None else None,
                    side_index=dict(side_index or {}))
 
 
-def word_windows(tokenizer: Any, words: list[str], max_tokens: int) -> list[tuple[int, int]]:
+def word_windows(tokenizer: Any, words: list[str], max_tokens: int,
+                 pieces: list[list[int]] | None = None) -> list[tuple[int, int]]:
     """Word windows ``[start, end)`` of a post, each fitting ``max_tokens`` with ``[CLS]`` and ``[SEP]``.
     A post that fits is one window; a longer one (a 200-word post) gets windows of as many words as fit,
     each starting halfway through the previous one, so that every word has context on both sides in some
-    window (``owner`` picks that window)."""
-    sizes = [min(len(p), max_tokens - 2) for p in word_pieces(tokenizer, words)]
+    window (``owner`` picks that window). ``pieces``: as in ``encode_post``."""
+    pieces = pieces if pieces is not None else word_pieces(tokenizer, words)
+    sizes = [min(len(p), max_tokens - 2) for p in pieces]
     budget = max_tokens - 2
     if sum(sizes) <= budget:
         return [(0, len(words))]
@@ -73,11 +76,12 @@ def owner(windows: list[tuple[int, int]], word: int) -> int:
 
 
 def aspect_window(tokenizer: Any, words: list[str], span: tuple[int, int], mode: str,
-                  max_tokens: int) -> tuple[int, int]:
+                  max_tokens: int, pieces: list[list[int]] | None = None) -> tuple[int, int]:
     """The word window ``[start, end)`` of a post that ``encode_aspect`` reads for the given ``span``: the
     whole post when it fits, else the widest window around the aspect that fits (grown one word at a time
-    on each side in turn), so that a given aspect of a long post keeps its context."""
-    sizes = [len(p) for p in word_pieces(tokenizer, words)]
+    on each side in turn), so that a given aspect of a long post keeps its context. ``pieces``: as in
+    ``encode_post``."""
+    sizes = [len(p) for p in (pieces if pieces is not None else word_pieces(tokenizer, words))]
     s, e = span
     if mode == "pair":  # [CLS] post [SEP] aspect [SEP]
         reserve = 3 + sum(sizes[s:e])
@@ -100,16 +104,17 @@ ASPECT_MARKERS = ("<", ">")
 
 def encode_aspect(tokenizer: Any, id: str, words: list[str], span: tuple[int, int], mode: str,
                   max_tokens: int, polarity: str | None = None,
-                  side_index: dict[str, int] | None = None) -> Encoded:
+                  side_index: dict[str, int] | None = None, pieces: list[list[int]] | None = None) -> Encoded:
     """One (post, given aspect) for the aspect host. The words (and so the states the head reads) are the
     tweet's; only the subword sequence shows the aspect: ``pair`` appends ``aspect [SEP]`` as a second
-    segment, ``marked`` puts ``<`` and ``>`` subwords around the aspect's pieces."""
+    segment, ``marked`` puts ``<`` and ``>`` subwords around the aspect's pieces. ``pieces``: as in
+    ``encode_post``."""
     s, e = span
     if not 0 <= s < e <= len(words):
         raise ValueError(f"{id}: aspect span {span} is outside the post's {len(words)} words")
     if mode not in ("pair", "marked"):
         raise ValueError(f"unknown aspect_input {mode!r}; known: pair, marked")
-    pieces = word_pieces(tokenizer, words)
+    pieces = pieces if pieces is not None else word_pieces(tokenizer, words)
     cls = tokenizer.cls_token_id if tokenizer.cls_token_id is not None else tokenizer.bos_token_id
     sep = tokenizer.sep_token_id if tokenizer.sep_token_id is not None else tokenizer.eos_token_id
     left, right = (tokenizer(m, add_special_tokens=False)["input_ids"] for m in ASPECT_MARKERS)

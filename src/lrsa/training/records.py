@@ -68,11 +68,12 @@ def item_record(task: str, gold: list, predictions: Path) -> dict[str, Any]:
 def write_record(results: Path, key: str, run_dir: Path, data_dir: str | Path | None = None,
                  gold: list | None = None) -> Path:
     """Write the record of the finished run in ``run_dir`` (atomically; one line of JSON)."""
+    from lrsa.config import RunConfig
     from lrsa.data import load_dataset
     from lrsa.io import atomic_write_text
 
     result = json.loads((run_dir / "result.json").read_text(encoding="utf-8"))
-    task = "masc" if result["config"]["model"]["host"] == "aspect" else "jmasa"  # ModelConfig.task
+    task = RunConfig.model_validate(result["config"]).model.task
     items = None
     if result.get("test"):
         if gold is None:

@@ -274,16 +274,6 @@ def sync_records(profile: Profile, runs: Path, results: Path, data_dir: str | Pa
                 write_record(results, spec.key, out, data_dir)
 
 
-def _finished(profile: Profile, results: Path, row: Row, dataset: str) -> list[dict[str, Any]]:
-    """The records of the row's finished runs on ``dataset``, by seed."""
-    out = []
-    for seed in range(row.seeds):
-        rec = read_record(results, RunSpec(dataset, row.host, row.variant, seed, row.rationales, row.task).key)
-        if rec is not None:
-            out.append(rec)
-    return out
-
-
 @dataclass
 class _Run:
     """A record as the report reads it."""
@@ -307,6 +297,16 @@ class _Run:
         return counts(self.record)
 
 
+def _finished(profile: Profile, results: Path, row: Row, dataset: str) -> list[_Run]:
+    """The records of the row's finished runs on ``dataset``, by seed."""
+    out = []
+    for seed in range(row.seeds):
+        rec = read_record(results, RunSpec(dataset, row.host, row.variant, seed, row.rationales, row.task).key)
+        if rec is not None:
+            out.append(_Run(rec))
+    return out
+
+
 METRICS = {  # row field -> how to read it from a split's scores
     "jmasa": {"jmasa_p": lambda t: t["jmasa"]["p"], "jmasa_r": lambda t: t["jmasa"]["r"],
               "jmasa_f1": lambda t: t["jmasa"]["f1"], "mate_f1": lambda t: t["mate"]["f1"],
@@ -322,7 +322,7 @@ def collect(profile: Profile, results: Path, dataset: str) -> list[dict[str, Any
     finished = {}
     for row in profile.rows:
         if dataset in row.datasets:
-            finished[row] = [_Run(r) for r in _finished(profile, results, row, dataset)]
+            finished[row] = _finished(profile, results, row, dataset)
     for row, got in finished.items():
         tests = [r for r in got if r.result.get("test")]
         image_side = run_config(profile, RunSpec(dataset, row.host, row.variant, 0, row.rationales, row.task)
