@@ -313,3 +313,33 @@ def test_evaluation_is_its_own_module_and_the_api_does_not_import_the_loop():
     tree = ast.parse((REPO / "src" / "lrsa" / "training" / "evaluate.py").read_text())
     imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
     assert not imported & {"lrsa.api", "lrsa.training.loop"}
+
+
+def test_an_empty_side_text_is_an_empty_memory_and_modality_dropout_masks_the_image_side(tmp_path, monkeypatch):
+    from lrsa.features.side_cache import FrozenTextEncoder
+    from lrsa.model import inputs
+    from lrsa.training import loop
+
+    states, mask = FrozenTextEncoder("minilm", 48).encode(["a man in a blue suit", "", "  "])
+    assert mask[0].any() and not mask[1].any() and not mask[2].any()  # a post without an image: nothing to read
+    batch = {"side": {k: (states, mask.clone()) for k in ("visual", "rat_image", "rat_text")}}
+    inputs.drop_image_side(batch, torch.tensor([True, False, False]))
+    assert not batch["side"]["visual"][1][0].any() and not batch["side"]["rat_image"][1][0].any()
+    assert batch["side"]["rat_text"][1][0].any()  # the text rationale stays
+    # the loop drops the image side of about p of the training examples, the same ones on a rerun
+    seen: list[list[bool]] = []
+    real = inputs.drop_image_side
+
+    def spy(b, drop):
+        before = b["side"]["visual"][1].any(1)
+        real(b, drop)
+        assert not b["side"]["visual"][1][drop].any() and torch.equal(b["side"]["visual"][1].any(1), before & ~drop)
+        seen.append(drop.tolist())
+
+    monkeypatch.setattr(inputs, "drop_image_side", spy)
+    run = _run("lrsa", **{"train.epochs": 1, "train.modality_dropout": 0.5, "train.eval_test": False})
+    loop.train(run, tmp_path / "a", log=lambda m: None)
+    first, seen[:] = list(seen), []
+    loop.train(run, tmp_path / "b", log=lambda m: None)
+    flat = [d for b in first for d in b]
+    assert len(flat) == 32 and 8 <= sum(flat) <= 24 and seen == first

@@ -121,6 +121,8 @@ def predict_cmd(
         typer.echo(f"rationale provenance: {json.dumps(pred.rationale.provenance, sort_keys=True)}")
     else:
         typer.echo("rationales: not used")
+    for note in pred.notes:
+        typer.echo(f"note: {note}")
     typer.echo("timings (ms): " + ", ".join(f"{k} {v:.1f}" for k, v in pred.timings_ms.items()))
 
 

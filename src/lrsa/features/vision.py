@@ -59,6 +59,7 @@ class PixelEncoder:
     """Frozen EfficientNet-Lite0: an image -> 49 region tokens of 1280 dims."""
 
     dim = 1280
+    regions = 49
 
     def __init__(self, name: str = "efficientnet-lite0"):
         if name != "efficientnet-lite0":

@@ -148,7 +148,7 @@ def train(run: RunConfig, out_dir: str | Path, data_dir: str | Path | None = Non
     """Train (or resume) one run into ``out_dir``; return its result (also in result.json)."""
     from lrsa.features.side_cache import FrozenTextEncoder
     from lrsa.features.text import load_tokenizer, resolve_backbone
-    from lrsa.model.inputs import collate
+    from lrsa.model.inputs import collate, drop_image_side
     from lrsa.model.lrsa import LRSANet, checkpoint_meta, save_checkpoint
     from lrsa.training.data import load_split
 
@@ -234,8 +234,11 @@ def train(run: RunConfig, out_dir: str | Path, data_dir: str | Path | None = Non
         g = torch.Generator().manual_seed(t_cfg.seed * 1000 + epoch)
         order = torch.randperm(n_train, generator=g).tolist()[: steps_per_epoch * t_cfg.batch_size]
         t1, losses, seen = time.perf_counter(), [], 0
+        g_drop = torch.Generator().manual_seed(t_cfg.seed * 1000 + epoch + 500_000)  # resumable per epoch
         for chunk in batches(splits["train"].items, t_cfg.batch_size, order):
             batch = collate(chunk, pad, splits["train"].side)
+            if t_cfg.modality_dropout:
+                drop_image_side(batch, torch.rand(len(chunk), generator=g_drop) < t_cfg.modality_dropout)
             loss = net.loss(batch)
             opt.zero_grad(set_to_none=True)
             loss.backward()
