@@ -438,7 +438,7 @@ class LRSA:
         t0 = time.perf_counter()
         rationales = load_rationales(run)
         sp = load_split(run, split, self.tokenizer, self.side_encoder if run.model.side_encoder == "frozen"
-                        else None, data_dir, rationales, limit)
+                        else None, data_dir, rationales, limit, self.cache_dir)
         say(f"{len(sp.examples)} sentences ready in {time.perf_counter() - t0:.1f}s")
         pad = self.tokenizer.pad_token_id or 0
         t0 = time.perf_counter()

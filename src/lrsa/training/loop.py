@@ -183,7 +183,7 @@ def train(run: RunConfig, out_dir: str | Path, data_dir: str | Path | None = Non
                                          cache_dir=cache_dir)
         side_dim = side_encoder.hidden_size
     t0 = time.perf_counter()
-    splits = {s: load_split(run, s, tok, side_encoder, data_dir, rationales, lim) for s, lim in
+    splits = {s: load_split(run, s, tok, side_encoder, data_dir, rationales, lim, cache_dir) for s, lim in
               (("train", t_cfg.train_limit), ("dev", t_cfg.dev_limit))}
     log(f"data ready in {time.perf_counter() - t0:.1f}s ({threads} torch threads): train {len(splits['train'].items)}, "
         f"dev {len(splits['dev'].items)}" + (f"; side states {side_encoder.stats}" if side_encoder else ""))
