@@ -7,7 +7,9 @@ skips finished runs and marks missing rows."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -343,3 +345,48 @@ def test_an_empty_side_text_is_an_empty_memory_and_modality_dropout_masks_the_im
     loop.train(run, tmp_path / "b", log=lambda m: None)
     flat = [d for b in first for d in b]
     assert len(flat) == 32 and 8 <= sum(flat) <= 24 and seen == first
+
+
+def test_pixel_models_train_on_the_real_photos_with_their_features_cached(tmp_path, monkeypatch):
+    from lrsa.features import vision
+    from lrsa.features.text import load_tokenizer, resolve_backbone
+    from lrsa.training.data import load_split
+
+    run = _run("image", **{"model.image_side": "pixels"})
+    tok = load_tokenizer(resolve_backbone("minilm"))
+    split = load_split(run, "dev", tok, None, None, None, 12, tmp_path)
+    states, mask = split.side["visual"]
+    assert states.shape == (12, 49, 1280) and mask.all() and states.abs().sum() > 0
+    assert [it.side_index["visual"] for it in split.items] == list(range(12))
+    from lrsa.data.registry import image_path
+
+    direct = vision.PixelEncoder().encode(image_path("twitter2015", split.examples[3].image_id))
+    assert torch.allclose(states[3].float(), direct, atol=1e-2)  # the table holds what prediction computes
+
+    def no_encoding(self, image):
+        raise AssertionError("a cached photo was encoded again")
+
+    monkeypatch.setattr(vision.PixelEncoder, "encode", no_encoding)
+    again = load_split(run, "dev", tok, None, None, None, 12, tmp_path)
+    assert torch.equal(again.side["visual"][0], states)
+    with pytest.raises(ValueError, match="no photos ship"):
+        load_split(_run("image", **{"model.image_side": "pixels", "train.dataset": "twitter2017"}), "dev", tok,
+                   None, None, None, 4, tmp_path)
+
+
+def test_main_profile_leaves_its_model_where_the_readme_and_main_sh_say():
+    from lrsa.training import reproduce as rp
+    from tests.conftest import REPO
+
+    main = rp.PROFILES["main"]
+    specs = rp.plan(main)
+    assert [s.row_name for s in specs] == ["text", "lrsa-arkmsa"] and {s.dataset for s in specs} == {"twitter2015"}
+    configs = [rp.run_config(main, s) for s in specs]
+    assert all(c.train.train_limit is None and c.train.epochs == rp.MAIN_SCHEDULE["epochs"] for c in configs)
+    assert configs[1].train.modality_dropout > 0 and configs[1].model.fusion == "dual"
+    model = rp.run_dir(Path("runs/reproduce"), main, specs[1]).as_posix()
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    main_sh = (REPO / "scripts" / "main.sh").read_text(encoding="utf-8")
+    assert f"model={model}" in main_sh and "--profile main" in main_sh
+    named = set(re.findall(r"runs/reproduce/\S+?seed\d", readme))
+    assert named == {model}, named  # every checkpoint the README names is the one the main job leaves
