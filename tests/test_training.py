@@ -339,10 +339,24 @@ def test_an_empty_side_text_is_an_empty_memory_and_modality_dropout_masks_the_im
         seen.append(drop.tolist())
 
     monkeypatch.setattr(inputs, "drop_image_side", spy)
-    run = _run("lrsa", **{"train.epochs": 1, "train.modality_dropout": 0.5, "train.eval_test": False})
-    loop.train(run, tmp_path / "a", log=lambda m: None)
+    from lrsa.training import evaluate
+
+    image_seen: list[bool] = []
+    real_predict = evaluate.predict_split
+
+    def predict_spy(net, split, *a, **k):
+        image_seen.append(bool(split.side["visual"][1].any() or split.side["rat_image"][1].any()))
+        return real_predict(net, split, *a, **k)
+
+    monkeypatch.setattr(evaluate, "predict_split", predict_spy)
+    run = _run("lrsa", **{"train.epochs": 1, "train.modality_dropout": 0.5})
+    res = loop.train(run, tmp_path / "a", log=lambda m: None)
+    # test is also scored with every post stripped of its image: same checkpoint, V and L_i empty
+    assert set(res["test_without_image"]) >= {"jmasa", "mate"}
+    assert image_seen[-3:] == [True, True, False]  # final dev, test, test without images
     first, seen[:] = list(seen), []
-    loop.train(run, tmp_path / "b", log=lambda m: None)
+    loop.train(run.model_copy(update={"train": run.train.model_copy(update={"eval_test": False})}),
+               tmp_path / "b", log=lambda m: None)
     flat = [d for b in first for d in b]
     assert len(flat) == 32 and 8 <= sum(flat) <= 24 and seen == first
 

@@ -420,9 +420,11 @@ class LRSA:
 
     def evaluate_split(self, dataset: str, split: str, data_dir: str | Path | None = None,
                        limit: int | None = None, rationale_source: str | None = None,
-                       log: Callable[[str], None] | None = None, progress: bool = False) -> dict[str, Any]:
+                       log: Callable[[str], None] | None = None, progress: bool = False,
+                       without_image: bool = False) -> dict[str, Any]:
         """Predict a benchmark split with its committed rationales and captions; score it. ``log``: stage
-        messages (loading, encoding side texts); ``progress``: progress bars over the prediction batches."""
+        messages (loading, encoding side texts); ``progress``: progress bars over the prediction batches;
+        ``without_image``: every post as if it had no image (V and L_i empty), as text-only posts are read."""
         from lrsa.training.data import load_split
         from lrsa.training.evaluate import masc_split, predict_split, score_split
         from lrsa.training.metrics import score
@@ -440,6 +442,12 @@ class LRSA:
         sp = load_split(run, split, self.tokenizer, self.side_encoder if run.model.side_encoder == "frozen"
                         else None, data_dir, rationales, limit, self.cache_dir)
         say(f"{len(sp.examples)} sentences ready in {time.perf_counter() - t0:.1f}s")
+        if without_image:
+            from lrsa.model.inputs import IMAGE_SIDE
+
+            for kind in IMAGE_SIDE:
+                if kind in sp.side:
+                    sp.side[kind] = (sp.side[kind][0], torch.zeros_like(sp.side[kind][1]))
         pad = self.tokenizer.pad_token_id or 0
         t0 = time.perf_counter()
         pred = predict_split(self.net, sp, pad, progress="predicting" if progress else None)

@@ -298,6 +298,13 @@ def finish(run: RunConfig, out: Path, data_dir, cache_dir, history, best_epoch, 
         log(f"{split}: " + (f"JMASA F1 {sc['jmasa']['f1']:.2f} MATE F1 {sc['mate']['f1']:.2f}"
                             if run.model.task == "jmasa" else
                             f"MASC acc {sc['masc']['acc']:.2f} macro-F1 {sc['masc']['macro_f1']:.2f}"))
+    if run.train.eval_test and (run.model.image_side != "none" or run.model.uses_rationales):
+        # the same checkpoint on test posts stripped of their image (V and L_i empty): text-only use
+        ev = model.evaluate_split(run.train.dataset, "test", data_dir=data_dir, limit=run.train.test_limit,
+                                  without_image=True)
+        result["test_without_image"] = ev["scores"]
+        log(f"test without images: " + (f"JMASA F1 {ev['scores']['jmasa']['f1']:.2f}" if run.model.task == "jmasa"
+                                         else f"MASC acc {ev['scores']['masc']['acc']:.2f}"))
     model.record_scores(out / "best", dev=result.get("dev"), test=result.get("test"))
     write_json(out / "scores.json", {k: result.get(k) for k in ("dev", "test")})
     write_curves(history, out)

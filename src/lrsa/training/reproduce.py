@@ -357,6 +357,9 @@ def collect(profile: Profile, results: Path, dataset: str) -> list[dict[str, Any
         for name, get in METRICS[row.task].items():
             vals = [get(r.result["test"]) for r in tests]
             out[name] = summary([v for v in vals if v is not None])
+        head_get = METRICS[row.task][HEADLINE[row.task]]
+        out[HEADLINE[row.task] + "_without_image"] = summary(
+            [head_get(r.result["test_without_image"]) for r in tests if r.result.get("test_without_image")])
         sel = "dev_" + HEADLINE[row.task]
         out[sel] = summary([METRICS[row.task][HEADLINE[row.task]](r.result["dev"]) for r in got if r.result.get("dev")])
         out["per_seed"] = [{"seed": r.seed, "best_epoch": r.result.get("best_epoch"),
@@ -505,6 +508,13 @@ def render(report: dict[str, Any], dataset: str) -> str:
             lines.append(_cells(r, _fmt(r["jmasa_p"]), _fmt(r["jmasa_r"]), _fmt(r["jmasa_f1"]), _per_seed(r),
                                 _fmt_paired(r.get("vs_text")), _fmt_paired(r.get("vs_lexicon")),
                                 _fmt(r["mate_f1"]), _fmt(r["dev_jmasa_f1"])))
+        blind = [r for r in jm if (r.get("jmasa_f1_without_image") or {}).get("mean") is not None]
+        if blind:
+            lines += ["", "Test JMASA F1 with every post stripped of its image (V and L_i empty, as a text-only post "
+                      "is read), same checkpoints: " + "; ".join(
+                          f"{r['host']} {r['variant']} ({r['rationales']}, {r['image_side']}) "
+                          f"{_fmt(r['jmasa_f1_without_image'])} (with images {_fmt(r['jmasa_f1'])})" for r in blind)
+                      + "."]
         if dataset in PUBLISHED:
             lines += ["", "Published JMASA P / R / F1 (../shared/METHOD.md; BART-base or larger, real images): "
                       + "; ".join(f"{n} {v}" for n, v in PUBLISHED[dataset]) + ". " + PUBLISHED_MATE[dataset]]
