@@ -1,6 +1,12 @@
 #!/usr/bin/env bash
 # Set up (idempotent) and run the main job on the offline default:
-# data stats and integrity checks of every named dataset, then the quick LRSA reproduction.
+#  1. data stats and integrity checks of every named dataset;
+#  2. the span host `text` and `lrsa` (MiniGPT-4 image descriptions as L_i) trained on the full Twitter-2015
+#     train split, one seed, a short schedule (`lrsa reproduce --profile main`), scored on test
+#     with the majority class, published figures and a note on seed noise beside them;
+#  3. the trained lrsa model on three example posts (text only, a real photo, a photo with a description).
+# The model lands at runs/reproduce/main/twitter2015/span/lrsa-arkmsa/seed0 (the README's examples use it).
+# Resumable: finished runs are kept, an interrupted one resumes from its last epoch.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -13,6 +19,17 @@ if [ -z "${LRSA_DATA_DIR:-}" ]; then
 fi
 .venv/bin/lrsa data stats
 .venv/bin/lrsa data check
-# The quick LRSA reproduction (both hosts, four variants, small subsets; ≤ 15 min on 2 cores).
-# Resumable: finished runs under runs/reproduce are kept; the report lands in runs/reproduce/quick/.
-.venv/bin/lrsa reproduce --profile quick
+# one process using every free core, the two runs one after the other (measured faster here than one
+# worker per core: the lrsa run is 4x the text run, so a second worker would idle most of the time)
+.venv/bin/lrsa reproduce --profile main
+model=runs/reproduce/main/twitter2015/span/lrsa-arkmsa/seed0
+images="${LRSA_DATA_DIR:-$HOME/.cache/lrsa/data}/twitter2015/images"   # real Twitter-2015 test photos
+echo "== 1. a text-only post"
+.venv/bin/lrsa predict --checkpoint "$model" --text "Loving the new Star Wars trailer , J.J. Abrams nailed it !"
+echo "== 2. a real photo, no description"
+.venv/bin/lrsa predict --checkpoint "$model" --image "$images/1295130.jpg" \
+  --text "Congrats @ TylerKehoe1 , # SnowJam champ in MOD ! A class act , he split his win w buds Aaron Rudderham amp Travis Sabin"
+echo "== 3. a real photo with a description of it"
+.venv/bin/lrsa predict --checkpoint "$model" --image "$images/2058555.jpg" \
+  --image-text "kids playing street hockey on a snowy backyard rink, shown on a TV sports broadcast" \
+  --text "Happy New Year ! Watching San Jose - Anaheim replay . . . believe it or not , this was the scene in Riverside County today"

@@ -203,6 +203,17 @@ def test_page_keyboard_only_on_a_phone_screen(browser, model_server, artifacts_d
     context.close()
 
 
+def test_page_reads_a_text_only_post_and_says_so(browser, model_server):
+    context, page, _outside, console_errors = _page(browser, model_server.url)
+    page.goto(model_server.url + "/")
+    page.fill("#text", real_posts(1)[0]["text"])
+    page.click("#submit")
+    page.wait_for_selector("#result:not([hidden])", timeout=60_000)
+    assert page.is_visible("#notes") and "predicted from the text alone" in page.inner_text("#notes")
+    assert console_errors == []
+    context.close()
+
+
 def test_page_shows_api_errors(browser, model_server):
     context, page, _outside, _errors = _page(browser, model_server.url)
     page.goto(model_server.url + "/")

@@ -201,3 +201,56 @@ def test_fetch_from_mirror_and_offline_failure(tmp_path: Path, data_dir: Path) -
     assert env_out.returncode == 1
     lines = env_out.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: could not download twitter2015/jmasa/train.json")
+
+
+def test_photos_are_fetched_verified_and_resized_as_the_manifest_says(tmp_path: Path, data_dir: Path) -> None:
+    from lrsa.data.registry import fetch_images, image_pins, resize_photo
+    from PIL import Image
+
+    real = image_pins("twitter2015")
+    assert real["repo"] == "123sghn/MulCoTRD" and len(real["images"]) == 3502
+    # from a mirror (the resized set): copied and checked against the resized sha256
+    few = {**real, "images": real["images"][:4]}
+    done = fetch_images("twitter2015", tmp_path / "m", mirror=data_dir, pins=few)
+    assert [how for _, how in done] == ["copied"] * 4
+    assert [how for _, how in fetch_images("twitter2015", tmp_path / "m", mirror=data_dir, pins=few)] == ["present"] * 4
+    (tmp_path / "bad").mkdir()
+    shutil.copytree(data_dir / "twitter2015" / "images", tmp_path / "bad" / "twitter2015" / "images",
+                    ignore=lambda d, names: [n for n in names if n not in {r[0] for r in few["images"]}])
+    (tmp_path / "bad" / "twitter2015" / "images" / few["images"][0][0]).write_bytes(b"tampered")
+    with pytest.raises(FetchError, match="does not match the pinned resized photo"):
+        fetch_images("twitter2015", tmp_path / "m2", mirror=tmp_path / "bad", pins=few)
+    # from upstream: originals (here two real photos, one an RGBA PNG) verified by sha256, then resized
+    import hashlib
+    import io
+
+    import skimage
+
+    www = tmp_path / "www" / "o" / "c0ffee"
+    www.mkdir(parents=True)
+    originals = {"a.jpg": (Path(skimage.data.__file__).parent / "chelsea.png").read_bytes()}
+    rgba = Image.new("RGBA", (900, 300), (255, 0, 0, 0))
+    buf = io.BytesIO()
+    rgba.save(buf, "PNG")
+    originals["b.jpg"] = buf.getvalue()
+    for f, data in originals.items():
+        (www / f"up_{f}").write_bytes(data)
+    pins = {"repo": "o", "commit": "c0ffee", "images": [
+        [f, f"up_{f}", hashlib.sha256(d).hexdigest(), hashlib.sha256(resize_photo(d)).hexdigest()]
+        for f, d in originals.items()]}
+    server = _serve(tmp_path / "www")
+    try:
+        base = f"http://127.0.0.1:{server.server_port}"
+        done = fetch_images("twitter2015", tmp_path / "u", base_url=base, pins=pins)
+        assert [how for _, how in done] == ["downloaded", "downloaded"]
+        a = Image.open(tmp_path / "u" / "twitter2015" / "images" / "a.jpg")
+        b = Image.open(tmp_path / "u" / "twitter2015" / "images" / "b.jpg")
+        assert a.format == "JPEG" and a.size == (384, 255) and b.size == (384, 128)
+        assert b.convert("RGB").getpixel((10, 10)) >= (250, 250, 250)  # transparent -> white
+        (www / "up_a.jpg").write_bytes(originals["a.jpg"] + b"x")
+        (tmp_path / "u" / "twitter2015" / "images" / "a.jpg").unlink()
+        with pytest.raises(FetchError, match="upstream original's sha256"):
+            fetch_images("twitter2015", tmp_path / "u", base_url=base, pins=pins)
+        assert not (tmp_path / "u" / "twitter2015" / "images" / "a.jpg").exists()
+    finally:
+        server.shutdown()

@@ -209,22 +209,27 @@ def test_predict_on_a_real_photo_with_a_pixel_model(tmp_path):
     assert a.used_rationales is False and a.rationale is None
     for asp in a.aspects:
         assert text[asp.char_start:asp.char_end] == asp.text
-    with pytest.raises(ValueError, match="reads pixels"):
-        loaded.predict(text)
+    assert a.notes == []
+    alone = loaded.predict(text)  # no photo: an empty (masked) visual memory, and the prediction says so
+    assert alone.notes == ["no image: predicted from the text alone (the visual memory is empty)"]
+    _valid([(x.start, x.end, x.polarity, x.confidence) for x in alone.aspects], len(alone.words))
     with pytest.raises(ValueError, match="not a readable image"):
         loaded.predict(text, image=b"not an image")
     info = loaded.info()
     assert info["image_side"] == "pixels" and info["host"] == "span"
 
 
-def test_image_as_text_model_refuses_a_photo_without_its_caption():
+def test_image_as_text_model_reads_the_text_alone_without_an_image_text():
     from lrsa.api import LRSA
 
     model = LRSA.build(_run(**{"model.image_side": "captions", "model.fusion": "dual",
                                "model.host": "generative"}))
     text = "Chelsea the cat is sleeping on the sofa again"
-    with pytest.raises(ValueError, match="image_text"):
-        model.predict(text, image=_photo())
+    unread = model.predict(text, image=_photo())  # a photo it cannot read: answered from the text, said so
+    assert unread.notes and "the photo was not read" in unread.notes[0] and "image_text" in unread.notes[0]
+    alone = model.predict(text)
+    assert alone.notes == ["no image: predicted from the text alone (the visual memory is empty)"]
+    assert alone.aspects == unread.aspects and alone.rationale.image == ""
     pred = model.predict(text, image=_photo(), image_text="a cat lying on a sofa")
     assert pred.used_rationales and pred.rationale is not None and pred.rationale.provenance["backend"] == "lexicon"
     # lexicon v2: L_i relates the tweet to the image text and does not restate it (V holds it)
@@ -309,6 +314,6 @@ def test_predict_command_on_a_real_photo_and_on_text_only(tmp_path):
     assert r.exit_code == 0, r.output
     assert "rationales: not used" in r.output and "timings (ms)" in r.output
     r = runner.invoke(app, ["predict", "--checkpoint", str(tmp_path / "pix"), "--text", "no image here"])
-    assert r.exit_code == 2 and "reads pixels" in r.output
+    assert r.exit_code == 0 and "note: no image: predicted from the text alone" in r.output
     r = runner.invoke(app, ["predict", "--checkpoint", str(tmp_path / "missing"), "--text", "x"])
     assert r.exit_code == 2 and "not an lrsa checkpoint" in r.output

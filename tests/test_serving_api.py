@@ -88,11 +88,20 @@ def test_multipart_photo_equals_base64_json(model_server):
     assert _strip_timings(r1.json()["prediction"]) == _strip_timings(r2.json()["prediction"])
 
 
-def test_photo_without_description_is_refused_for_a_caption_model(model_server):
-    r = httpx.post(f"{model_server.url}/v1/predict", data={"text": "My cat"},
+def test_photo_without_description_and_text_only_posts_answer_from_the_text(model_server):
+    post = real_posts(1)[0]
+    r = httpx.post(f"{model_server.url}/v1/predict", data={"text": post["text"]},
                    files={"image": ("c.jpg", photo_jpeg(), "image/jpeg")}, timeout=60)
-    assert r.status_code == 422
-    assert r.json()["error"]["code"] == "missing_field" and r.json()["error"]["field"] == "image_text"
+    assert r.status_code == 200, r.text
+    unread = r.json()["prediction"]
+    assert len(unread["notes"]) == 1 and "the photo was not read" in unread["notes"][0]
+    r = httpx.post(f"{model_server.url}/v1/predict", json={"text": post["text"]}, timeout=60)
+    assert r.status_code == 200, r.text
+    alone = r.json()["prediction"]
+    assert alone["notes"] == ["no image: predicted from the text alone (the visual memory is empty)"]
+    assert alone["aspects"] == unread["aspects"]
+    r = httpx.post(f"{model_server.url}/v1/predict", json=post, timeout=60)
+    assert r.json()["prediction"]["notes"] == []  # with its image text: nothing to say
 
 
 def test_without_rationales_says_so(model_server):

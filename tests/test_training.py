@@ -7,7 +7,9 @@ skips finished runs and marks missing rows."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -313,3 +315,92 @@ def test_evaluation_is_its_own_module_and_the_api_does_not_import_the_loop():
     tree = ast.parse((REPO / "src" / "lrsa" / "training" / "evaluate.py").read_text())
     imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
     assert not imported & {"lrsa.api", "lrsa.training.loop"}
+
+
+def test_an_empty_side_text_is_an_empty_memory_and_modality_dropout_masks_the_image_side(tmp_path, monkeypatch):
+    from lrsa.features.side_cache import FrozenTextEncoder
+    from lrsa.model import inputs
+    from lrsa.training import loop
+
+    states, mask = FrozenTextEncoder("minilm", 48).encode(["a man in a blue suit", "", "  "])
+    assert mask[0].any() and not mask[1].any() and not mask[2].any()  # a post without an image: nothing to read
+    batch = {"side": {k: (states, mask.clone()) for k in ("visual", "rat_image", "rat_text")}}
+    inputs.drop_image_side(batch, torch.tensor([True, False, False]))
+    assert not batch["side"]["visual"][1][0].any() and not batch["side"]["rat_image"][1][0].any()
+    assert batch["side"]["rat_text"][1][0].any()  # the text rationale stays
+    # the loop drops the image side of about p of the training examples, the same ones on a rerun
+    seen: list[list[bool]] = []
+    real = inputs.drop_image_side
+
+    def spy(b, drop):
+        before = b["side"]["visual"][1].any(1)
+        real(b, drop)
+        assert not b["side"]["visual"][1][drop].any() and torch.equal(b["side"]["visual"][1].any(1), before & ~drop)
+        seen.append(drop.tolist())
+
+    monkeypatch.setattr(inputs, "drop_image_side", spy)
+    from lrsa.training import evaluate
+
+    image_seen: list[bool] = []
+    real_predict = evaluate.predict_split
+
+    def predict_spy(net, split, *a, **k):
+        image_seen.append(bool(split.side["visual"][1].any() or split.side["rat_image"][1].any()))
+        return real_predict(net, split, *a, **k)
+
+    monkeypatch.setattr(evaluate, "predict_split", predict_spy)
+    run = _run("lrsa", **{"train.epochs": 1, "train.modality_dropout": 0.5})
+    res = loop.train(run, tmp_path / "a", log=lambda m: None)
+    # test is also scored with every post stripped of its image: same checkpoint, V and L_i empty
+    assert set(res["test_without_image"]) >= {"jmasa", "mate"}
+    assert image_seen[-3:] == [True, True, False]  # final dev, test, test without images
+    first, seen[:] = list(seen), []
+    loop.train(run.model_copy(update={"train": run.train.model_copy(update={"eval_test": False})}),
+               tmp_path / "b", log=lambda m: None)
+    flat = [d for b in first for d in b]
+    assert len(flat) == 32 and 8 <= sum(flat) <= 24 and seen == first
+
+
+def test_pixel_models_train_on_the_real_photos_with_their_features_cached(tmp_path, monkeypatch):
+    from lrsa.features import vision
+    from lrsa.features.text import load_tokenizer, resolve_backbone
+    from lrsa.training.data import load_split
+
+    run = _run("image", **{"model.image_side": "pixels"})
+    tok = load_tokenizer(resolve_backbone("minilm"))
+    split = load_split(run, "dev", tok, None, None, None, 12, tmp_path)
+    states, mask = split.side["visual"]
+    assert states.shape == (12, 49, 1280) and mask.all() and states.abs().sum() > 0
+    assert [it.side_index["visual"] for it in split.items] == list(range(12))
+    from lrsa.data.registry import image_path
+
+    direct = vision.PixelEncoder().encode(image_path("twitter2015", split.examples[3].image_id))
+    assert torch.allclose(states[3].float(), direct, atol=1e-2)  # the table holds what prediction computes
+
+    def no_encoding(self, image):
+        raise AssertionError("a cached photo was encoded again")
+
+    monkeypatch.setattr(vision.PixelEncoder, "encode", no_encoding)
+    again = load_split(run, "dev", tok, None, None, None, 12, tmp_path)
+    assert torch.equal(again.side["visual"][0], states)
+    with pytest.raises(ValueError, match="no photos ship"):
+        load_split(_run("image", **{"model.image_side": "pixels", "train.dataset": "twitter2017"}), "dev", tok,
+                   None, None, None, 4, tmp_path)
+
+
+def test_main_profile_leaves_its_model_where_the_readme_and_main_sh_say():
+    from lrsa.training import reproduce as rp
+    from tests.conftest import REPO
+
+    main = rp.PROFILES["main"]
+    specs = rp.plan(main)
+    assert [s.row_name for s in specs] == ["text", "lrsa-arkmsa"] and {s.dataset for s in specs} == {"twitter2015"}
+    configs = [rp.run_config(main, s) for s in specs]
+    assert all(c.train.train_limit is None and c.train.epochs == rp.MAIN_SCHEDULE["epochs"] for c in configs)
+    assert configs[1].train.modality_dropout > 0 and configs[1].model.fusion == "dual"
+    model = rp.run_dir(Path("runs/reproduce"), main, specs[1]).as_posix()
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    main_sh = (REPO / "scripts" / "main.sh").read_text(encoding="utf-8")
+    assert f"model={model}" in main_sh and "--profile main" in main_sh
+    named = set(re.findall(r"runs/reproduce/\S+?seed\d", readme))
+    assert named == {model}, named  # every checkpoint the README names is the one the main job leaves

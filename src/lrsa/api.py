@@ -7,11 +7,14 @@
         print(a.text, a.polarity, a.confidence)
 
 What happens to the image depends on how the model was trained (``model.info()["image_side"]``):
-- ``captions`` (image as text; every benchmark model here, since no tweet images ship): the model reads a
-  caption / description of the image. Give it as ``image_text``. A photo given without ``image_text``
-  is an error: no captioner ships offline, and the model is never silently run without its image side.
-  A photo given with ``image_text`` is opened and checked, and ``image_text`` is what the model reads.
-- ``pixels``: the photo goes through EfficientNet-Lite0 (49 region tokens); ``image`` is required.
+- ``captions`` (image as text): the model reads a caption / description of the image, given as
+  ``image_text``. A photo given with ``image_text`` is opened and checked, and ``image_text`` is what the
+  model reads; a photo given without it cannot be read (no captioner ships offline): the post is predicted
+  from its text and the prediction's ``notes`` say that the photo was not read.
+- ``pixels``: the photo goes through EfficientNet-Lite0 (49 region tokens of 1280 dims).
+A post without an image (or without the image text a captions model reads) is predicted from its text with
+an empty, masked visual memory, and ``notes`` says so; models trained with ``train.modality_dropout`` have
+seen such posts in training.
 - ``none`` (text-only models): the image is not used.
 Rationales (L_t, L_i) come from the rationale stage (``lrsa.rationales``; the offline ``lexicon`` backend
 by default), generated from the text and the image text, never from labels.
@@ -286,7 +289,8 @@ class LRSA:
             given_l: list[list[tuple[int, int]]] = []
             aspect_rats: list[list[Rationale | None]] = []
             image_texts: list[str | None] = []
-            visuals = []
+            visuals: list[torch.Tensor | None] = []
+            notes: list[list[str]] = []
             for n, post in enumerate(group):
                 if not isinstance(post, dict) or not isinstance(post.get("text"), str):
                     raise ValueError(f"post {c + n}: needs a string 'text'")
@@ -308,21 +312,24 @@ class LRSA:
                 spans_l.append(spans)
                 texts.append(post["text"])
                 image, itext = post.get("image"), post.get("image_text")
+                post_notes: list[str] = []
                 if m.image_side == "captions":
                     if image is not None:
                         open_image(image)  # a bad image is an error even when its caption is given
                     if not itext:
-                        raise ValueError(
-                            f"post {c + n}: this model reads the image as text ({m.image_text_source}); "
-                            "give image_text= (a caption or description of the image)"
-                            + (" — a photo alone cannot be used: no captioner ships offline" if image is not None
-                               else ""))
+                        post_notes.append(
+                            "the photo was not read: this model reads the image as text; give image_text "
+                            "(a description of the photo) to use it" if image is not None else
+                            "no image: predicted from the text alone (the visual memory is empty)")
                 elif m.image_side == "pixels":
                     if image is None:
-                        raise ValueError(f"post {c + n}: this model reads pixels; give image=")
-                    if self._pixels is None:
-                        self._pixels = PixelEncoder(m.pixel_encoder)
-                    visuals.append(self._pixels.encode(image))
+                        visuals.append(None)
+                        post_notes.append("no image: predicted from the text alone (the visual memory is empty)")
+                    else:
+                        if self._pixels is None:
+                            self._pixels = PixelEncoder(m.pixel_encoder)
+                        visuals.append(self._pixels.encode(image))
+                notes.append(post_notes)
                 image_texts.append(itext)
             timings["tokenize"] = (time.perf_counter() - t0) * 1000
             # rationales
@@ -349,9 +356,11 @@ class LRSA:
                 for k in ("rat_text", "rat_image"):
                     if k in tables:  # asked to predict without rationales: the rationale side is empty
                         tables[k] = (tables[k][0], torch.zeros_like(tables[k][1]))
-            if m.image_side == "pixels":
-                v = torch.stack(visuals)
-                tables["visual"] = (v, torch.ones(v.shape[:2], dtype=torch.bool))
+            if m.image_side == "pixels":  # a post without a photo: an empty (masked) visual memory
+                shape = (PixelEncoder.regions, PixelEncoder.dim)
+                v = torch.stack([x if x is not None else torch.zeros(shape) for x in visuals])
+                present = torch.tensor([x is not None for x in visuals])
+                tables["visual"] = (v, present[:, None].expand(v.shape[:2]).clone())
             # items: one per given aspect (aspect host) or one per word window of a post (joint hosts; a post
             # longer than max_tokens is read in overlapping windows, each span kept from the window in which
             # its first word is most central)
@@ -403,7 +412,7 @@ class LRSA:
                                                    rationale=own if own is not rats[n] else None))
                 used = bool(m.uses_rationales and use_rationales)
                 out.append(Prediction(id=post.get("id"), text=texts[n], words=words_l[n], aspects=aspects,
-                                      rationale=rats[n], used_rationales=used,
+                                      rationale=rats[n], used_rationales=used, notes=notes[n],
                                       timings_ms={**share, "total": round(sum(share.values()), 3)}))
         return out
 
@@ -411,9 +420,11 @@ class LRSA:
 
     def evaluate_split(self, dataset: str, split: str, data_dir: str | Path | None = None,
                        limit: int | None = None, rationale_source: str | None = None,
-                       log: Callable[[str], None] | None = None, progress: bool = False) -> dict[str, Any]:
+                       log: Callable[[str], None] | None = None, progress: bool = False,
+                       without_image: bool = False) -> dict[str, Any]:
         """Predict a benchmark split with its committed rationales and captions; score it. ``log``: stage
-        messages (loading, encoding side texts); ``progress``: progress bars over the prediction batches."""
+        messages (loading, encoding side texts); ``progress``: progress bars over the prediction batches;
+        ``without_image``: every post as if it had no image (V and L_i empty), as text-only posts are read."""
         from lrsa.training.data import load_split
         from lrsa.training.evaluate import masc_split, predict_split, score_split
         from lrsa.training.metrics import score
@@ -429,8 +440,14 @@ class LRSA:
         t0 = time.perf_counter()
         rationales = load_rationales(run)
         sp = load_split(run, split, self.tokenizer, self.side_encoder if run.model.side_encoder == "frozen"
-                        else None, data_dir, rationales, limit)
+                        else None, data_dir, rationales, limit, self.cache_dir)
         say(f"{len(sp.examples)} sentences ready in {time.perf_counter() - t0:.1f}s")
+        if without_image:
+            from lrsa.model.inputs import IMAGE_SIDE
+
+            for kind in IMAGE_SIDE:
+                if kind in sp.side:
+                    sp.side[kind] = (sp.side[kind][0], torch.zeros_like(sp.side[kind][1]))
         pad = self.tokenizer.pad_token_id or 0
         t0 = time.perf_counter()
         pred = predict_split(self.net, sp, pad, progress="predicting" if progress else None)

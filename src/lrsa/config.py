@@ -113,6 +113,9 @@ class TrainConfig(_Strict):
     weight_decay: float = 0.01
     warmup: float = 0.1  # fraction of all steps
     clip: float = 1.0
+    # probability that a training example loses its image side (the visual memory V and the image rationale
+    # L_i, both masked empty), so that a model with an image side stays good on text-only posts
+    modality_dropout: float = Field(0.0, ge=0.0, le=1.0)
     train_limit: int | None = None  # first N training examples (quick runs, tests)
     dev_limit: int | None = None
     test_limit: int | None = None

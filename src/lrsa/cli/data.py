@@ -50,8 +50,17 @@ def fetch_cmd(
         except FetchError as err:
             typer.echo(f"error: {err}", err=True)
             raise typer.Exit(1) from None
+    from collections import Counter
+
+    from lrsa.data.registry import get
+
+    folder = get(name).images
+    photos = Counter(how for rel, how in done if folder and rel.startswith(folder + "/"))
     for rel, how in done:
-        typer.echo(f"{how:10s} {rel}")
+        if not (folder and rel.startswith(folder + "/")):
+            typer.echo(f"{how:10s} {rel}")
+    if photos:
+        typer.echo(f"photos in {folder}/: " + ", ".join(f"{n} {how}" for how, n in sorted(photos.items())))
     typer.echo(f"{name}: {len(done)} files verified in {resolve_data_dir(data_dir)}")
 
 

@@ -121,11 +121,14 @@ def predict_cmd(
         typer.echo(f"rationale provenance: {json.dumps(pred.rationale.provenance, sort_keys=True)}")
     else:
         typer.echo("rationales: not used")
+    for note in pred.notes:
+        typer.echo(f"note: {note}")
     typer.echo("timings (ms): " + ", ".join(f"{k} {v:.1f}" for k, v in pred.timings_ms.items()))
 
 
 def reproduce_cmd(
-    profile: str = typer.Option("quick", "--profile", help="quick (≤ 15 min, subsets) or full."),
+    profile: str = typer.Option("main", "--profile", help="main (the main job: text and lrsa on full "
+                                "Twitter-2015, one seed), full (the committed tables) or smoke (subsets)."),
     datasets: List[str] = typer.Option([], "--datasets", help="Restrict to these datasets (repeatable)."),
     hosts: List[str] = typer.Option([], "--hosts", help="span, generative and/or aspect (MASC)."),
     variants: List[str] = typer.Option([], "--variants", help="text, image, concat, lrsa, lrsa_li."),

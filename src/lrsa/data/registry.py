@@ -30,6 +30,7 @@ class Dataset:
     rationale_files: dict[str, str] = field(default_factory=dict)
     expected: dict[str, dict[str, int]] = field(default_factory=dict)
     has_images: bool = True
+    images: str | None = None  # folder of the (resized) photos, file name = image id; None: none ship
 
     def files(self) -> list[str]:
         return [*self.splits.values(), *self.side.values(), *self.rationale_files.values(), *self.extra_files]
@@ -50,6 +51,8 @@ def _twitter(name: str, folder: str, expected: dict[str, dict[str, int]]) -> Dat
         extra_files=(f"{folder}/captions/LICENSE.MDCA.txt",),
         rationale_files={s: f"{folder}/rationales/arkmsa_{s}.json" for s in SPLITS},
         expected=expected,
+        # the real photos ship for Twitter-2015 only (resized: twitter2015/images_manifest.json)
+        images=f"{folder}/images" if folder == "twitter2015" else None,
     )
 
 
@@ -164,6 +167,19 @@ def dataset_path(name: str, split: str, data_dir: str | Path | None = None) -> P
     return path
 
 
+def image_path(name: str, image_id: str, data_dir: str | Path | None = None) -> Path:
+    """The photo of ``image_id`` in the data directory; a clear error when the dataset ships no photos or
+    the file is missing."""
+    ds = get(name)
+    if not ds.images:
+        raise ValueError(f"{name}: no photos ship with this dataset (image_side=pixels needs them); read the "
+                         "image as text (image_side=captions) or train text-only (image_side=none)")
+    path = resolve_data_dir(data_dir) / ds.images / image_id
+    if not path.is_file():
+        raise missing_data(path, name, data_dir)
+    return path
+
+
 def load_dataset(name: str, split: str, data_dir: str | Path | None = None,
                  lenient: bool = False, report: readers.ReadReport | None = None) -> list[Example]:
     """Read one split of a named dataset into ``Example`` records with ids ``<split>-<n>``."""
@@ -226,5 +242,83 @@ def fetch(name: str, data_dir: str | Path | None = None, mirror: str | Path | No
             raise FetchError(f"{rel}: sha256 {digest} does not match the pinned {pin['sha256']}")
         atomic_write_bytes(dest, data)
         done.append((rel, how))
+    if get(name).images:
+        done += fetch_images(name, root, mirror, timeout, base_url)
+    return done
+
+
+def image_pins(name: str) -> dict:
+    """The photos of ``name``: upstream repo and commit, how they were resized, and per file
+    ``[file, upstream path, upstream sha256, resized sha256]`` (derived from the data's images_manifest.json)."""
+    import gzip
+
+    raw = resources.files("lrsa.data").joinpath(f"images_{name}.json.gz").read_bytes()
+    return json.loads(gzip.decompress(raw))
+
+
+def resize_photo(data: bytes) -> bytes:
+    """The manifest's derivation: decode, composite alpha on white, RGB, shrink the longer side to at most
+    384 px (LANCZOS), JPEG quality 85."""
+    import io
+
+    from PIL import Image
+
+    img = Image.open(io.BytesIO(data))
+    img.load()
+    if img.mode in ("RGBA", "LA", "P"):
+        img = img.convert("RGBA")
+        canvas = Image.new("RGBA", img.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(canvas, img)
+    img = img.convert("RGB")
+    if max(img.size) > 384:
+        scale = 384 / max(img.size)
+        img = img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))), Image.LANCZOS)
+    out = io.BytesIO()
+    img.save(out, "JPEG", quality=85)
+    return out.getvalue()
+
+
+def fetch_images(name: str, root: Path, mirror: str | Path | None = None, timeout: float = 30.0,
+                 base_url: str = DEFAULT_BASE_URL, pins: dict | None = None) -> list[tuple[str, str]]:
+    """Put the resized photos of ``name`` into ``<root>/<images>/``. From a mirror: copy the resized files and
+    verify their sha256. Otherwise: download each upstream original, verify its pinned sha256, resize it as
+    the manifest describes (the JPEG bytes may differ from the pinned resized ones across Pillow versions,
+    so a resized file that matches is "downloaded", one that does not is "resized")."""
+    import httpx
+
+    pins = pins or image_pins(name)
+    folder = get(name).images
+    assert folder
+    done: list[tuple[str, str]] = []
+    with httpx.Client(timeout=timeout, follow_redirects=True) as client:
+        for file, upstream_path, upstream_sha, sha in pins["images"]:
+            rel = f"{folder}/{file}"
+            dest = root / rel
+            if dest.exists() and sha256_file(dest) == sha:
+                done.append((rel, "present"))
+                continue
+            if mirror is not None:
+                src = Path(mirror) / rel
+                if not src.exists():
+                    raise FetchError(f"{src} not found in mirror {mirror}")
+                data = src.read_bytes()
+                if hashlib.sha256(data).hexdigest() != sha:
+                    raise FetchError(f"{src}: sha256 does not match the pinned resized photo {sha}")
+                atomic_write_bytes(dest, data)
+                done.append((rel, "copied"))
+                continue
+            url = f"{base_url.rstrip('/')}/{pins['repo']}/{pins['commit']}/{upstream_path}"
+            try:
+                resp = client.get(url)
+                resp.raise_for_status()
+            except httpx.HTTPError as err:
+                raise FetchError(f"could not download {rel} from {url}: {err.__class__.__name__}: {err}") from None
+            digest = hashlib.sha256(resp.content).hexdigest()
+            if digest != upstream_sha:
+                raise FetchError(f"{rel}: the upstream original's sha256 {digest} does not match the pinned "
+                                 f"{upstream_sha}")
+            data = resize_photo(resp.content)
+            atomic_write_bytes(dest, data)
+            done.append((rel, "downloaded" if hashlib.sha256(data).hexdigest() == sha else "resized"))
     return done
 

@@ -112,6 +112,7 @@ class Prediction(BaseModel):
     aspects: list[PredictedAspect]
     rationale: Rationale | None = None  # None only when predicting without rationales was asked for
     used_rationales: bool
+    notes: list[str] = Field(default_factory=list)  # e.g. "no image: predicted from the text alone"
     timings_ms: dict[str, float] = Field(default_factory=dict)
 
 

@@ -95,7 +95,8 @@ class FrozenTextEncoder:
         return h.hexdigest()
 
     def encode(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(states [N, L, H] float16, mask [N, L] bool)``, L = the longest text (≤ max_tokens)."""
+        """``(states [N, L, H] float16, mask [N, L] bool)``, L = the longest text (≤ max_tokens). An empty
+        (or all-blank) text is an empty memory: its mask row is all False (a post without an image)."""
         import time
 
         path = self.cache_dir / "side" / f"{self.key(texts)}.safetensors" if self.cache_dir else None
@@ -137,5 +138,5 @@ class FrozenTextEncoder:
             for r, i in enumerate(idx):
                 li = len(enc[i])
                 states[i, :li] = out[r, :li].to(torch.float16)
-                mask[i, :li] = True
+                mask[i, :li] = bool(texts[i].strip())
         return states, mask

@@ -2,8 +2,8 @@
 
 (a) image as text: the captions / descriptions of an image (``lrsa.data.side_inputs``) joined into
 one text, encoded like the rationales. This is the benchmark situation here: no tweet images ship.
-(b) pixels: EfficientNet-Lite0 grid features (7x7 = 49 region tokens of 1280 dims), frozen, cached
-per image sha256.
+(b) pixels: EfficientNet-Lite0 grid features (7x7 = 49 region tokens of 1280 dims), frozen; cached in
+memory per image, and on disk per list of image files for training (``pixel_table``).
 """
 
 from __future__ import annotations
@@ -59,6 +59,7 @@ class PixelEncoder:
     """Frozen EfficientNet-Lite0: an image -> 49 region tokens of 1280 dims."""
 
     dim = 1280
+    regions = 49
 
     def __init__(self, name: str = "efficientnet-lite0"):
         if name != "efficientnet-lite0":
@@ -92,3 +93,37 @@ class PixelEncoder:
             feats = self.net.extract_features(x)  # [1, 1280, 7, 7]
             self._cache[key] = feats.flatten(2).transpose(1, 2)[0].contiguous()
         return self._cache[key]
+
+
+def pixel_table(paths: list[Path], encoder: PixelEncoder, cache_dir: str | Path | None = None,
+                log=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(states [N, 49, 1280] float16, mask [N, 49] bool)`` for the photos at ``paths`` (one per row),
+    cached on disk (atomic safetensors) keyed by the encoder and the files' sha256."""
+    from lrsa.features.side_cache import atomic_save_safetensors
+    from lrsa.io import sha256_file
+
+    h = hashlib.sha256(f"{encoder.name}:v1".encode())
+    for p in paths:
+        h.update(sha256_file(p).encode())
+    path = Path(cache_dir) / "pixels" / f"{h.hexdigest()}.safetensors" if cache_dir else None
+    if path is not None and path.exists():
+        from safetensors.torch import load_file
+
+        return load_file(str(path))["states"], torch.ones(len(paths), encoder.regions, dtype=torch.bool)
+    states = torch.zeros(len(paths), encoder.regions, encoder.dim, dtype=torch.float16)
+    seen: dict[Path, int] = {}
+    for i, p in enumerate(paths):
+        if p in seen:  # tweets that share a photo
+            states[i] = states[seen[p]]
+            continue
+        try:
+            states[i] = encoder.encode(p).to(torch.float16)
+        except ValueError as e:
+            raise ValueError(f"{p}: {e}") from None
+        seen[p] = i
+        if log and (i + 1) % 500 == 0:
+            log(f"  pixels: {i + 1}/{len(paths)} photos encoded")
+    encoder._cache.clear()  # the table holds them now
+    if path is not None:
+        atomic_save_safetensors({"states": states}, path, {"encoder": encoder.name, "n": len(paths)})
+    return states, torch.ones(len(paths), encoder.regions, dtype=torch.bool)

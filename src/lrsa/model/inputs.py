@@ -180,3 +180,15 @@ def collate(items: list[Encoded], pad_id: int,
         side[kind] = (st.float() if st.is_floating_point() else st, m[:, :keep])
     batch["side"] = side
     return batch
+
+
+IMAGE_SIDE = ("visual", "rat_image")  # the side memories that come from the image
+
+
+def drop_image_side(batch: dict[str, Any], drop: torch.Tensor) -> None:
+    """Modality dropout: the rows of ``batch`` where ``drop`` ([B] bool) is True lose their image side (V and
+    L_i masked empty), as a post without an image has at prediction time."""
+    for kind in IMAGE_SIDE:
+        if kind in batch.get("side", {}):
+            states, mask = batch["side"][kind]
+            batch["side"][kind] = (states, mask & ~drop[:, None])

@@ -89,8 +89,9 @@ _PREDICT_BODY = {
                         },
                         "image_text": {
                             "type": ["string", "null"],
-                            "description": "a caption / description of the image (required by models that "
-                            "read the image as text: see image_side in GET /v1/model)",
+                            "description": "a caption / description of the image, read by models that "
+                            "read the image as text (image_side in GET /v1/model); without it such a model reads "
+                            "the text alone and the prediction's notes say so",
                         },
                         "id": {"type": ["string", "null"]},
                         "use_rationales": {"type": "boolean", "default": True},
@@ -232,7 +233,6 @@ def create_app(predictor: Predictor, config: ServingConfig | None = None) -> Fas
     runner = InferenceRunner(lambda posts: predictor.predict_batch(posts), config.batching)
     pixel_budget = PixelBudget(limits.max_pixels_in_flight)  # full-size decodes at once, over all requests
     started_at = time.time()
-    image_side = (predictor.info() or {}).get("image_side")  # what the model needs besides the text
     host = (predictor.info() or {}).get("host")  # "aspect": the posts must carry their aspects
 
     @asynccontextmanager
@@ -298,15 +298,6 @@ def create_app(predictor: Predictor, config: ServingConfig | None = None) -> Fas
                 decoded = decode_image(r.image, limits, field, pixel_budget)
                 img = decoded.image
                 info = ImageInfo(format=decoded.format, width=decoded.width, height=decoded.height, bytes=decoded.bytes)
-            if image_side == "captions" and r.image_text is None:
-                raise ApiError(
-                    "missing_field",
-                    "this model reads the image as text: give `image_text` (a caption or description of the "
-                    "image; a photo alone cannot be used, no captioner ships offline)",
-                    f"{field}_text",
-                )
-            if image_side == "pixels" and img is None:
-                raise ApiError("missing_field", "this model reads pixels: give `image`", field)
             prefix = field[: -len("image")]  # "" for a single post, "posts[3]." in a batch
             spans = None
             if host == "aspect" and r.aspects is None:

@@ -59,10 +59,6 @@ def side_texts(examples: list[Example], run: RunConfig, side: dict[str, dict[str
     if m.image_side == "captions":
         out["visual"] = [image_text(side, m.image_text_source, ex.image_id, m.image_text_max,
                                     f"{dataset} {ex.id}") for ex in examples]
-    elif m.image_side == "pixels":
-        raise DataError(dataset, "image_side=pixels",
-                        "the benchmark images are not available here; train with image_side=captions "
-                        "(image as text) or none")
     if m.uses_rationales:
         assert rationales is not None
         if m.host == "aspect":  # one row per gold aspect: its own rationale (aspect-level) or its tweet's
@@ -81,20 +77,23 @@ def side_texts(examples: list[Example], run: RunConfig, side: dict[str, dict[str
 
 
 def token_table(tokenizer: Any, texts: list[str], max_tokens: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Padded token ids for side texts encoded by the trainable backbone (side_encoder=shared)."""
+    """Padded token ids for side texts encoded by the trainable backbone (side_encoder=shared); an empty
+    text is an empty memory (mask row all False)."""
     enc = tokenizer(texts, truncation=True, max_length=max_tokens)["input_ids"]
     L = max(len(e) for e in enc)
     ids = torch.full((len(enc), L), tokenizer.pad_token_id or 0, dtype=torch.long)
     mask = torch.zeros((len(enc), L), dtype=torch.bool)
     for i, e in enumerate(enc):
         ids[i, :len(e)] = torch.tensor(e)
-        mask[i, :len(e)] = True
+        mask[i, :len(e)] = bool(texts[i].strip())
     return ids, mask
 
 
 def load_split(run: RunConfig, split: str, tokenizer: Any, side_encoder: FrozenTextEncoder | None,
                data_dir: str | Path | None, rationales: dict[str, Rationale] | None,
-               limit: int | None = None) -> Split:
+               limit: int | None = None, cache_dir: str | Path | None = None) -> Split:
+    """One split as encoded items and side tables; ``cache_dir``: where frozen photo features are cached
+    (side texts are cached by ``side_encoder``)."""
     ds = run.train.dataset
     examples = load_dataset(ds, split, data_dir)
     if limit is not None:
@@ -103,16 +102,26 @@ def load_split(run: RunConfig, split: str, tokenizer: Any, side_encoder: FrozenT
     texts = side_texts(examples, run, side, rationales, ds)
     items = []
     m = run.model
+    kinds = [*texts, *(["visual"] if m.image_side == "pixels" else [])]
     for i, ex in enumerate(examples):
         if m.host == "aspect":
             for a in ex.aspects:
-                index = {k: (i if k == "visual" else len(items)) for k in texts}
+                index = {k: (i if k == "visual" else len(items)) for k in kinds}
                 items.append(encode_aspect(tokenizer, aspect_id(ex, a), ex.words, a.span, m.aspect_input,
                                            m.max_tokens, a.polarity, index))
             continue
         aspects = [(a.start, a.end, a.polarity) for a in ex.aspects]
-        items.append(encode_post(tokenizer, ex.id, ex.words, m.max_tokens, aspects, {k: i for k in texts}))
+        items.append(encode_post(tokenizer, ex.id, ex.words, m.max_tokens, aspects, {k: i for k in kinds}))
     tables = {}
+    if m.image_side == "pixels":  # the real photos (Twitter-2015), EfficientNet-Lite0 regions cached on disk
+        from lrsa.data.registry import image_path
+        from lrsa.features.vision import PixelEncoder, pixel_table
+
+        for ex in examples:
+            if not ex.image_id:
+                raise DataError(ds, ex.id, "example has no image id (image_side=pixels needs its photo)")
+        paths = [image_path(ds, ex.image_id, data_dir) for ex in examples]
+        tables["visual"] = pixel_table(paths, PixelEncoder(m.pixel_encoder), cache_dir)
     for kind, tx in texts.items():
         if run.model.side_encoder == "frozen":
             assert side_encoder is not None

@@ -148,7 +148,7 @@ def train(run: RunConfig, out_dir: str | Path, data_dir: str | Path | None = Non
     """Train (or resume) one run into ``out_dir``; return its result (also in result.json)."""
     from lrsa.features.side_cache import FrozenTextEncoder
     from lrsa.features.text import load_tokenizer, resolve_backbone
-    from lrsa.model.inputs import collate
+    from lrsa.model.inputs import collate, drop_image_side
     from lrsa.model.lrsa import LRSANet, checkpoint_meta, save_checkpoint
     from lrsa.training.data import load_split
 
@@ -183,7 +183,7 @@ def train(run: RunConfig, out_dir: str | Path, data_dir: str | Path | None = Non
                                          cache_dir=cache_dir)
         side_dim = side_encoder.hidden_size
     t0 = time.perf_counter()
-    splits = {s: load_split(run, s, tok, side_encoder, data_dir, rationales, lim) for s, lim in
+    splits = {s: load_split(run, s, tok, side_encoder, data_dir, rationales, lim, cache_dir) for s, lim in
               (("train", t_cfg.train_limit), ("dev", t_cfg.dev_limit))}
     log(f"data ready in {time.perf_counter() - t0:.1f}s ({threads} torch threads): train {len(splits['train'].items)}, "
         f"dev {len(splits['dev'].items)}" + (f"; side states {side_encoder.stats}" if side_encoder else ""))
@@ -234,8 +234,11 @@ def train(run: RunConfig, out_dir: str | Path, data_dir: str | Path | None = Non
         g = torch.Generator().manual_seed(t_cfg.seed * 1000 + epoch)
         order = torch.randperm(n_train, generator=g).tolist()[: steps_per_epoch * t_cfg.batch_size]
         t1, losses, seen = time.perf_counter(), [], 0
+        g_drop = torch.Generator().manual_seed(t_cfg.seed * 1000 + epoch + 500_000)  # resumable per epoch
         for chunk in batches(splits["train"].items, t_cfg.batch_size, order):
             batch = collate(chunk, pad, splits["train"].side)
+            if t_cfg.modality_dropout:
+                drop_image_side(batch, torch.rand(len(chunk), generator=g_drop) < t_cfg.modality_dropout)
             loss = net.loss(batch)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -295,6 +298,13 @@ def finish(run: RunConfig, out: Path, data_dir, cache_dir, history, best_epoch, 
         log(f"{split}: " + (f"JMASA F1 {sc['jmasa']['f1']:.2f} MATE F1 {sc['mate']['f1']:.2f}"
                             if run.model.task == "jmasa" else
                             f"MASC acc {sc['masc']['acc']:.2f} macro-F1 {sc['masc']['macro_f1']:.2f}"))
+    if run.train.eval_test and (run.model.image_side != "none" or run.model.uses_rationales):
+        # the same checkpoint on test posts stripped of their image (V and L_i empty): text-only use
+        ev = model.evaluate_split(run.train.dataset, "test", data_dir=data_dir, limit=run.train.test_limit,
+                                  without_image=True)
+        result["test_without_image"] = ev["scores"]
+        log(f"test without images: " + (f"JMASA F1 {ev['scores']['jmasa']['f1']:.2f}" if run.model.task == "jmasa"
+                                         else f"MASC acc {ev['scores']['masc']['acc']:.2f}"))
     model.record_scores(out / "best", dev=result.get("dev"), test=result.get("test"))
     write_json(out / "scores.json", {k: result.get(k) for k in ("dev", "test")})
     write_curves(history, out)

@@ -17,9 +17,8 @@
     if (info && info.serving) { maxChars = info.serving.limits.max_text_chars; updateCounter(); }
     const side = info && info.model && info.model.image_side;
     if (side === "captions") {
-      $("image-text-note").textContent = "(required by this model)";
+      $("image-text-note").textContent = "(read by this model in place of the photo)";
       $("image-text-help").hidden = false;
-      $("image-text").required = true;
     } else if (side === "none") {
       $("image-text-note").textContent = "(not used by this model)";
     }
@@ -158,6 +157,9 @@
       list.append(li);
     }
     $("no-aspects").hidden = aspects.length > 0;
+    const notes = $("notes");
+    notes.replaceChildren(...(p.notes || []).map((n) => { const li = document.createElement("li"); li.textContent = n; return li; }));
+    notes.hidden = !(p.notes && p.notes.length);
 
     const r = p.rationale;
     $("no-rationales").hidden = p.used_rationales;
