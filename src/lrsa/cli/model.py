@@ -90,7 +90,14 @@ def evaluate_cmd(
 
 def predict_cmd(
     checkpoint: Path = typer.Option(..., "--checkpoint"),
-    text: str = typer.Option(..., "--text"),
+    text: Optional[str] = typer.Option(None, "--text", help="One post (or --input for a JSONL file)."),
+    input_file: Optional[Path] = typer.Option(None, "--input", help="JSONL of posts ({id, text, image, "
+                                              "image_text, aspects}): streamed, resumable; needs --out."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Predictions JSONL for --input (appended; a rerun "
+                                       "skips the posts already in it)."),
+    batch_size: int = typer.Option(64, "--batch-size", help="Posts per batch with --input."),
+    lenient: bool = typer.Option(False, "--lenient", help="With --input: write an error line for a bad post "
+                                 "and go on (counted), instead of stopping at it."),
     image: Optional[Path] = typer.Option(None, "--image", help="Image file."),
     image_text: Optional[str] = typer.Option(None, "--image-text", help="Caption / description of the image "
                                              "(what image-as-text models read)."),
@@ -100,11 +107,29 @@ def predict_cmd(
     backend: str = typer.Option("lexicon", "--rationale-backend", help="Rationale backend (lrsa.rationales)."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
-    """Print each aspect (found, or given with --aspect), its sentiment and the rationales used."""
+    """Print each aspect (found, or given with --aspect), its sentiment and the rationales used; with
+    --input, predict a JSONL file of posts into --out (streamed, resumable, progress and throughput)."""
     from lrsa.api import LRSA
 
+    if (text is None) == (input_file is None):
+        typer.echo("error: give --text (one post) or --input (a JSONL file of posts)", err=True)
+        raise typer.Exit(2)
+    if input_file is not None and out is None:
+        typer.echo("error: --input needs --out (the predictions JSONL)", err=True)
+        raise typer.Exit(2)
     with user_errors():
         model = LRSA.from_pretrained(checkpoint, rationale_backend=backend)
+        if input_file is not None:
+            from lrsa.serving.files import predict_file
+
+            summary = predict_file(model, input_file, out, batch_size=batch_size, lenient=lenient,
+                                   use_rationales=not no_rationales, progress=not as_json,
+                                   log=lambda m: typer.echo(m, err=True))
+            if as_json:
+                print_json(summary)
+            if summary["errors"]:
+                raise typer.Exit(1)  # lenient: the errors are lines in --out, and the exit code says so
+            return
         pred = model.predict(text, image=str(image) if image else None, image_text=image_text,
                              aspects=list(aspect) or None, use_rationales=not no_rationales)
     if as_json:
