@@ -126,6 +126,13 @@ def test_save_load_gives_identical_predictions(tmp_path):
     s = json.loads(r.stdout[r.stdout.index("{"):])
     assert s["jmasa"] == ev["scores"]["jmasa"] and s["masc"] == ev["scores"]["masc"]
     assert len((tmp_path / "p.jsonl").read_text().splitlines()) == 16
+    # --without-image: the run's own test score of the posts stripped of their image
+    r = CliRunner().invoke(app, ["evaluate", "--checkpoint", str(tmp_path / "run"), "--dataset", "twitter2015",
+                                 "--split", "test", "--out", str(tmp_path / "q.jsonl"), "--json", "--without-image",
+                                 "--limit", "16", "--cache-dir", str(tmp_path / "cache")])
+    assert r.exit_code == 0, r.output
+    recorded = json.loads((tmp_path / "run" / "result.json").read_text())["test_without_image"]
+    assert json.loads(r.stdout[r.stdout.index("{"):])["jmasa"] == recorded["jmasa"]
 
 
 def test_generative_host_benchmark_predictions_are_valid(tmp_path):

@@ -60,6 +60,8 @@ def evaluate_cmd(
     limit: Optional[int] = typer.Option(None, "--limit", help="First N sentences only."),
     data_dir: Optional[Path] = DataDirOption,
     cache_dir: Optional[Path] = CacheOption,
+    without_image: bool = typer.Option(False, "--without-image", help="Every post as if it had no image "
+                                       "(V and L_i empty): how the model does on text-only posts."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Predict a benchmark split, write the predictions JSONL and print the scores."""
@@ -69,8 +71,10 @@ def evaluate_cmd(
     with user_errors():
         model = LRSA.from_pretrained(checkpoint, cache_dir=cache_dir)
         ev = model.evaluate_split(dataset, split, data_dir=data_dir, limit=limit,
-                                  log=lambda m: typer.echo(m, err=True), progress=not as_json)
-        dest = out or Path("runs") / "evaluate" / model.run.name / f"predictions_{dataset}_{split}.jsonl"
+                                  log=lambda m: typer.echo(m, err=True), progress=not as_json,
+                                  without_image=without_image)
+        dest = out or Path("runs") / "evaluate" / model.run.name / (
+            f"predictions_{dataset}_{split}" + ("_without_image" if without_image else "") + ".jsonl")
         write_predictions(ev["predictions"], dest)
     s = ev["scores"]
     if as_json:

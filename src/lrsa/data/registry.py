@@ -224,19 +224,10 @@ def fetch(name: str, data_dir: str | Path | None = None, mirror: str | Path | No
             done.append((rel, "present"))
             continue
         if mirror is not None:
-            src = Path(mirror) / rel
-            if not src.exists():
-                raise FetchError(f"{src} not found in mirror {mirror}")
-            data, how = src.read_bytes(), "copied"
+            data, how = _mirror_bytes(mirror, rel), "copied"
         else:
             url = f"{base_url.rstrip('/')}/{pin['repo']}/{pin['commit']}/{pin['path']}"
-            try:
-                resp = httpx.get(url, timeout=timeout, follow_redirects=True)
-                resp.raise_for_status()
-            except httpx.HTTPError as err:
-                raise FetchError(f"could not download {rel} from {url}: {err.__class__.__name__}: {err}"
-                                 ) from None
-            data, how = resp.content, "downloaded"
+            data, how = _download(httpx, url, rel, timeout), "downloaded"
         digest = hashlib.sha256(data).hexdigest()
         if digest != pin["sha256"]:
             raise FetchError(f"{rel}: sha256 {digest} does not match the pinned {pin['sha256']}")
@@ -245,6 +236,25 @@ def fetch(name: str, data_dir: str | Path | None = None, mirror: str | Path | No
     if get(name).images:
         done += fetch_images(name, root, mirror, timeout, base_url)
     return done
+
+
+def _mirror_bytes(mirror: str | Path, rel: str) -> bytes:
+    src = Path(mirror) / rel
+    if not src.exists():
+        raise FetchError(f"{src} not found in mirror {mirror}")
+    return src.read_bytes()
+
+
+def _download(client, url: str, rel: str, timeout: float) -> bytes:
+    """GET ``url`` with ``client`` (an ``httpx.Client`` or the ``httpx`` module); one clear error naming ``rel``."""
+    import httpx
+
+    try:
+        resp = client.get(url, timeout=timeout, follow_redirects=True)
+        resp.raise_for_status()
+    except httpx.HTTPError as err:
+        raise FetchError(f"could not download {rel} from {url}: {err.__class__.__name__}: {err}") from None
+    return resp.content
 
 
 def image_pins(name: str) -> dict:
@@ -290,7 +300,7 @@ def fetch_images(name: str, root: Path, mirror: str | Path | None = None, timeou
     folder = get(name).images
     assert folder
     done: list[tuple[str, str]] = []
-    with httpx.Client(timeout=timeout, follow_redirects=True) as client:
+    with httpx.Client() as client:
         for file, upstream_path, upstream_sha, sha in pins["images"]:
             rel = f"{folder}/{file}"
             dest = root / rel
@@ -298,26 +308,19 @@ def fetch_images(name: str, root: Path, mirror: str | Path | None = None, timeou
                 done.append((rel, "present"))
                 continue
             if mirror is not None:
-                src = Path(mirror) / rel
-                if not src.exists():
-                    raise FetchError(f"{src} not found in mirror {mirror}")
-                data = src.read_bytes()
+                data = _mirror_bytes(mirror, rel)
                 if hashlib.sha256(data).hexdigest() != sha:
-                    raise FetchError(f"{src}: sha256 does not match the pinned resized photo {sha}")
+                    raise FetchError(f"{Path(mirror) / rel}: sha256 does not match the pinned resized photo {sha}")
                 atomic_write_bytes(dest, data)
                 done.append((rel, "copied"))
                 continue
             url = f"{base_url.rstrip('/')}/{pins['repo']}/{pins['commit']}/{upstream_path}"
-            try:
-                resp = client.get(url)
-                resp.raise_for_status()
-            except httpx.HTTPError as err:
-                raise FetchError(f"could not download {rel} from {url}: {err.__class__.__name__}: {err}") from None
-            digest = hashlib.sha256(resp.content).hexdigest()
+            original = _download(client, url, rel, timeout)
+            digest = hashlib.sha256(original).hexdigest()
             if digest != upstream_sha:
                 raise FetchError(f"{rel}: the upstream original's sha256 {digest} does not match the pinned "
                                  f"{upstream_sha}")
-            data = resize_photo(resp.content)
+            data = resize_photo(original)
             atomic_write_bytes(dest, data)
             done.append((rel, "downloaded" if hashlib.sha256(data).hexdigest() == sha else "resized"))
     return done

