@@ -21,7 +21,7 @@ fi
 .venv/bin/lrsa data check
 # one process using every free core, the two runs one after the other (measured faster here than one
 # worker per core: the lrsa run is 4x the text run, so a second worker would idle most of the time)
-.venv/bin/lrsa reproduce --profile main
+.venv/bin/lrsa reproduce --profile main --threads "$(nproc)"
 model=runs/reproduce/main/twitter2015/span/lrsa-arkmsa/seed0
 images="${LRSA_DATA_DIR:-$HOME/.cache/lrsa/data}/twitter2015/images"   # real Twitter-2015 test photos
 echo "== 1. a text-only post"
