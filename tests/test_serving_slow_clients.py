@@ -32,6 +32,23 @@ def _connect(url: str) -> socket.socket:
     return socket.create_connection((host, int(port)), timeout=10)
 
 
+def _read_response(sock: socket.socket) -> bytes:
+    """One whole HTTP response: headers and Content-Length bytes of body (they may come in several
+    segments), or whatever arrived before the server closed."""
+    data = b""
+    while True:
+        head, sep, body = data.partition(b"\r\n\r\n")
+        if sep:
+            length = next((int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
+                           if line.lower().startswith(b"content-length:")), None)
+            if length is not None and len(body) >= length:
+                return data
+        chunk = sock.recv(65536)
+        if not chunk:
+            return data
+        data += chunk
+
+
 def _closed_within(sock: socket.socket, seconds: float) -> bool:
     """True when the server closes the connection (recv gives b"") within ``seconds``."""
     sock.settimeout(seconds)
@@ -77,7 +94,7 @@ def test_a_stalled_body_gets_408_and_an_abandoned_one_no_traceback(caplog):
         sock = _connect(server.url)
         sock.sendall(head + b'{"text": "')
         sock.settimeout(5)
-        reply = sock.recv(65536)
+        reply = _read_response(sock)
         sock.close()
         assert reply.startswith(b"HTTP/1.1 408"), reply[:200]
         assert json.loads(reply.split(b"\r\n\r\n", 1)[1])["error"]["code"] == "request_timeout"
