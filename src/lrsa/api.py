@@ -33,6 +33,8 @@ import torch
 
 from lrsa.data.schema import PredictedAspect, Prediction, Rationale
 
+NO_IMAGE_NOTE = "no image: predicted from the text alone (the visual memory is empty)"
+
 _TOKEN = re.compile(r"https?://\S+|www\.\S+|[@#]\w+|\w+(?:['’]\w+)*|[^\w\s]+", re.UNICODE)
 
 
@@ -320,11 +322,11 @@ class LRSA:
                         post_notes.append(
                             "the photo was not read: this model reads the image as text; give image_text "
                             "(a description of the photo) to use it" if image is not None else
-                            "no image: predicted from the text alone (the visual memory is empty)")
+                            NO_IMAGE_NOTE)
                 elif m.image_side == "pixels":
                     if image is None:
                         visuals.append(None)
-                        post_notes.append("no image: predicted from the text alone (the visual memory is empty)")
+                        post_notes.append(NO_IMAGE_NOTE)
                     else:
                         if self._pixels is None:
                             self._pixels = PixelEncoder(m.pixel_encoder)
@@ -442,12 +444,10 @@ class LRSA:
         sp = load_split(run, split, self.tokenizer, self.side_encoder if run.model.side_encoder == "frozen"
                         else None, data_dir, rationales, limit, self.cache_dir)
         say(f"{len(sp.examples)} sentences ready in {time.perf_counter() - t0:.1f}s")
-        if without_image:
-            from lrsa.model.inputs import IMAGE_SIDE
+        if without_image:  # the modality-dropout mechanism, applied to every row of the split
+            from lrsa.model.inputs import drop_image_side
 
-            for kind in IMAGE_SIDE:
-                if kind in sp.side:
-                    sp.side[kind] = (sp.side[kind][0], torch.zeros_like(sp.side[kind][1]))
+            drop_image_side({"side": sp.side})
         pad = self.tokenizer.pad_token_id or 0
         t0 = time.perf_counter()
         pred = predict_split(self.net, sp, pad, progress="predicting" if progress else None)

@@ -57,7 +57,7 @@ def fetch_cmd(
     folder = get(name).images
     photos = Counter(how for rel, how in done if folder and rel.startswith(folder + "/"))
     for rel, how in done:
-        if not (folder and rel.startswith(folder + "/")):
+        if not (folder and rel.startswith(folder + "/")):  # the photos are summed up below, not listed
             typer.echo(f"{how:10s} {rel}")
     if photos:
         typer.echo(f"photos in {folder}/: " + ", ".join(f"{n} {how}" for how, n in sorted(photos.items())))

@@ -86,21 +86,24 @@ class PixelEncoder:
         return self._net
 
     @torch.inference_mode()
-    def encode(self, image: ImageInput) -> torch.Tensor:
-        """``[49, 1280]`` float32 region features."""
+    def encode(self, image: ImageInput, remember: bool = True) -> torch.Tensor:
+        """``[49, 1280]`` float32 region features; ``remember``: keep them in memory for the same image
+        (serving), or not (``pixel_table``, which holds every photo of a split itself)."""
         img = open_image(image)
-        key = image_sha256(img)
-        if key not in self._cache:
-            x = torch.frombuffer(bytearray(img.resize((224, 224)).tobytes()), dtype=torch.uint8)
-            x = x.view(224, 224, 3).permute(2, 0, 1).float().unsqueeze(0)
-            x = (x / 255.0 - 0.5) / 0.5
-            feats = self.net.extract_features(x)  # [1, 1280, 7, 7]
-            self._cache[key] = feats.flatten(2).transpose(1, 2)[0].contiguous()
-        return self._cache[key]
+        key = image_sha256(img) if remember else None
+        if key in self._cache:
+            return self._cache[key]
+        x = torch.frombuffer(bytearray(img.resize((224, 224)).tobytes()), dtype=torch.uint8)
+        x = x.view(224, 224, 3).permute(2, 0, 1).float().unsqueeze(0)
+        x = (x / 255.0 - 0.5) / 0.5
+        feats = self.net.extract_features(x).flatten(2).transpose(1, 2)[0].contiguous()  # [1, 1280, 7, 7] -> [49, 1280]
+        if remember:
+            self._cache[key] = feats
+        return feats
 
 
-def pixel_table(paths: list[Path], encoder: PixelEncoder, cache_dir: str | Path | None = None,
-                log=None) -> tuple[torch.Tensor, torch.Tensor]:
+def pixel_table(paths: list[Path], encoder: PixelEncoder, cache_dir: str | Path | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
     """``(states [N, 49, 1280] float16, mask [N, 49] bool)`` for the photos at ``paths`` (one per row),
     cached on disk (atomic safetensors) keyed by the encoder and the files' sha256."""
     from lrsa.features.side_cache import atomic_save_safetensors
@@ -110,10 +113,11 @@ def pixel_table(paths: list[Path], encoder: PixelEncoder, cache_dir: str | Path 
     for p in paths:
         h.update(sha256_file(p).encode())
     path = Path(cache_dir) / "pixels" / f"{h.hexdigest()}.safetensors" if cache_dir else None
+    mask = torch.ones(len(paths), encoder.regions, dtype=torch.bool)  # every row has its photo
     if path is not None and path.exists():
         from safetensors.torch import load_file
 
-        return load_file(str(path))["states"], torch.ones(len(paths), encoder.regions, dtype=torch.bool)
+        return load_file(str(path))["states"], mask
     states = torch.zeros(len(paths), encoder.regions, encoder.dim, dtype=torch.float16)
     seen: dict[Path, int] = {}
     for i, p in enumerate(paths):
@@ -121,13 +125,10 @@ def pixel_table(paths: list[Path], encoder: PixelEncoder, cache_dir: str | Path 
             states[i] = states[seen[p]]
             continue
         try:
-            states[i] = encoder.encode(p).to(torch.float16)
+            states[i] = encoder.encode(p, remember=False).to(torch.float16)
         except ValueError as e:
             raise ValueError(f"{p}: {e}") from None
         seen[p] = i
-        if log and (i + 1) % 500 == 0:
-            log(f"  pixels: {i + 1}/{len(paths)} photos encoded")
-    encoder._cache.clear()  # the table holds them now
     if path is not None:
         atomic_save_safetensors({"states": states}, path, {"encoder": encoder.name, "n": len(paths)})
-    return states, torch.ones(len(paths), encoder.regions, dtype=torch.bool)
+    return states, mask

@@ -185,10 +185,11 @@ def collate(items: list[Encoded], pad_id: int,
 IMAGE_SIDE = ("visual", "rat_image")  # the side memories that come from the image
 
 
-def drop_image_side(batch: dict[str, Any], drop: torch.Tensor) -> None:
+def drop_image_side(batch: dict[str, Any], drop: torch.Tensor | None = None) -> None:
     """Modality dropout: the rows of ``batch`` where ``drop`` ([B] bool) is True lose their image side (V and
-    L_i masked empty), as a post without an image has at prediction time."""
+    L_i masked empty), as a post without an image has at prediction time; ``drop=None``: every row (then
+    ``batch["side"]`` may also be a split's side tables, whose V and L_i tables differ in rows for MASC)."""
     for kind in IMAGE_SIDE:
         if kind in batch.get("side", {}):
             states, mask = batch["side"][kind]
-            batch["side"][kind] = (states, mask & ~drop[:, None])
+            batch["side"][kind] = (states, torch.zeros_like(mask) if drop is None else mask & ~drop[:, None])

@@ -362,7 +362,7 @@ def collect(profile: Profile, results: Path, dataset: str) -> list[dict[str, Any
         out[HEADLINE[row.task] + "_without_image"] = summary(
             [head_get(r.result["test_without_image"]) for r in tests if r.result.get("test_without_image")])
         sel = "dev_" + HEADLINE[row.task]
-        out[sel] = summary([METRICS[row.task][HEADLINE[row.task]](r.result["dev"]) for r in got if r.result.get("dev")])
+        out[sel] = summary([head_get(r.result["dev"]) for r in got if r.result.get("dev")])
         out["per_seed"] = [{"seed": r.seed, "best_epoch": r.result.get("best_epoch"),
                             "epochs_run": r.result.get("epochs_run"), "stopped": r.result.get("stopped"),
                             "train_seconds": r.result.get("train_seconds"), "commit": r.result.get("commit"),
