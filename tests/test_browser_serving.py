@@ -106,6 +106,8 @@ def _submit_and_check(browser, server_url: str, post: dict, photo: Path, shot: P
         page.evaluate(_DROP, base64.b64encode(photo.read_bytes()).decode())
     else:
         page.set_input_files("#image", str(photo))
+    # the preview is an <img> whose blob URL decodes asynchronously: wait for it (10 s), then check
+    page.wait_for_selector("#preview", state="visible", timeout=10_000)
     assert page.is_visible("#preview")
     page.click("#submit")
     page.wait_for_selector("#result:not([hidden])", timeout=60_000)

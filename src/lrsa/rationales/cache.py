@@ -51,7 +51,17 @@ class RationaleCache:
         self._db = sqlite3.connect(str(self.path), timeout=timeout_s, isolation_level=None,
                                    check_same_thread=False)
         self._db.execute(f"PRAGMA busy_timeout={int(timeout_s * 1000)}")
-        self._db.execute("PRAGMA journal_mode=WAL")
+        # Switching a new file to WAL takes an exclusive lock and can fail with "database is locked" at once,
+        # without waiting on the busy timeout, while another process does the same: retry until timeout_s.
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                self._db.execute("PRAGMA journal_mode=WAL")
+                break
+            except sqlite3.OperationalError as err:
+                if "locked" not in str(err) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
         self._db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable against process crashes
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS rationales ("
