@@ -397,6 +397,38 @@ def test_pixel_models_train_on_the_real_photos_with_their_features_cached(tmp_pa
                    None, None, None, 4, tmp_path)
 
 
+def test_bf16_states_are_cached_apart_and_a_checkpoint_predicts_in_its_training_precision(tmp_path):
+    from lrsa.api import LRSA
+    from lrsa.features.side_cache import FrozenTextEncoder
+    from lrsa.training import loop
+
+    texts = ["a man in a blue suit holding a phone at a rally", "two dogs on a beach", ""]
+    f32 = FrozenTextEncoder("minilm", 48, cache_dir=tmp_path / "c")
+    b16 = FrozenTextEncoder("minilm", 48, cache_dir=tmp_path / "c", precision="bf16")
+    assert f32.key(texts) != b16.key(texts)  # never read each other's states
+    (s32, m32), (s16, m16) = f32.encode(texts), b16.encode(texts)
+    assert torch.equal(m32, m16) and not torch.equal(s32, s16)
+    cos = torch.nn.functional.cosine_similarity(s32[m32].float(), s16[m16].float(), dim=-1)
+    assert cos.min() > 0.99, cos.min()
+    with pytest.raises(ValueError, match="fp32, bf16"):
+        FrozenTextEncoder("minilm", 48, precision="fp16")
+
+    run = _run("lrsa", **{"train.epochs": 1, "train.precision": "bf16"})
+    loop.train(run, tmp_path / "run", cache_dir=tmp_path / "cache", log=lambda m: None)
+    model = LRSA.from_pretrained(tmp_path / "run", cache_dir=tmp_path / "cache")
+    assert model.precision == model.net.precision == model.info()["precision"] == "bf16"
+    assert model.side_encoder.precision == "bf16"
+    # the run's test predictions were made in bf16: the checkpoint reproduces them by default
+    ev = model.evaluate_split("twitter2015", "test", limit=16)
+    lines = [json.loads(x) for x in (tmp_path / "run" / "predictions_test.jsonl").read_text().splitlines()]
+    assert {r["id"]: [(a["start"], a["end"], a["polarity"]) for a in r["aspects"]] for r in lines} == \
+           {k: [(s, e, p) for s, e, p, _ in v] for k, v in ev["predictions"].items()}
+    fp32 = LRSA.from_pretrained(tmp_path / "run", precision="fp32")
+    assert fp32.net.precision == "fp32" and fp32.side_encoder.precision == "fp32"
+    with pytest.raises(ValueError, match="precision"):
+        LRSA.from_pretrained(tmp_path / "run", precision="int4")
+
+
 def test_main_profile_leaves_its_model_where_the_readme_and_main_sh_say():
     from lrsa.training import reproduce as rp
     from tests.conftest import REPO
@@ -407,6 +439,8 @@ def test_main_profile_leaves_its_model_where_the_readme_and_main_sh_say():
     configs = [rp.run_config(main, s) for s in specs]
     assert all(c.train.train_limit is None and c.train.epochs == rp.MAIN_SCHEDULE["epochs"] for c in configs)
     assert configs[1].train.modality_dropout > 0 and configs[1].model.fusion == "dual"
+    assert all(c.train.precision == "bf16" for c in configs)  # the main job; the tables stay fp32
+    assert all(rp.run_config(rp.PROFILES["full"], s).train.precision == "fp32" for s in rp.plan(rp.PROFILES["full"]))
     model = rp.run_dir(Path("runs/reproduce"), main, specs[1]).as_posix()
     readme = (REPO / "README.md").read_text(encoding="utf-8")
     main_sh = (REPO / "scripts" / "main.sh").read_text(encoding="utf-8")

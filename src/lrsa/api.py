@@ -98,14 +98,16 @@ class LRSA:
 
     def __init__(self, net, tokenizer, meta: dict[str, Any], path: Path | None = None,
                  cache_dir: str | Path | None = None, rationale_backend: Any = "lexicon",
-                 threads: int | None = None):
+                 threads: int | None = None, precision: str | None = None):
         from lrsa.config import RunConfig
 
-        self.net = net.eval()
+        self.run = RunConfig.model_validate(meta["run"])
+        #: compute precision of prediction (lrsa.precision); by default the one the model was trained in
+        self.precision = precision or self.run.train.precision
+        self.net = net.eval().set_precision(self.precision)
         self.tokenizer = tokenizer
         self.meta = meta
         self.path = path
-        self.run = RunConfig.model_validate(meta["run"])
         self.cache_dir = cache_dir
         self._rationale_backend = rationale_backend
         self._backend_obj = None
@@ -117,11 +119,13 @@ class LRSA:
 
     @classmethod
     def from_pretrained(cls, path: str | Path, *, cache_dir: str | Path | None = None,
-                        rationale_backend: Any = "lexicon", threads: int | None = None) -> "LRSA":
+                        rationale_backend: Any = "lexicon", threads: int | None = None,
+                        precision: str | None = None) -> "LRSA":
         """Load a checkpoint directory (``model.safetensors`` + ``config.json`` + ``tokenizer/``).
 
         ``rationale_backend``: a backend name of ``lrsa.rationales`` (``"lexicon"`` by default, offline)
-        or a backend object, used when the model reads rationales.
+        or a backend object, used when the model reads rationales. ``precision``: ``fp32`` or ``bf16``
+        (``lrsa.precision``); by default the precision the checkpoint was trained in.
         """
         from lrsa.model.lrsa import load_checkpoint
 
@@ -132,7 +136,7 @@ class LRSA:
             torch.set_num_threads(threads)
         net, tok, meta = load_checkpoint(p)
         return cls(net, tok, meta, p, cache_dir=cache_dir, rationale_backend=rationale_backend,
-                   threads=threads)
+                   threads=threads, precision=precision)
 
     @classmethod
     def build(cls, run: Any, **kwargs: Any) -> "LRSA":
@@ -148,7 +152,8 @@ class LRSA:
         side_dim = 1
         if (m.uses_rationales or m.image_side == "captions"):
             if m.side_encoder == "frozen":
-                side = FrozenTextEncoder(m.side_backbone or m.backbone, m.side_max_tokens)
+                side = FrozenTextEncoder(m.side_backbone or m.backbone, m.side_max_tokens,
+                                         precision=kwargs.get("precision") or run.train.precision)
                 side_dim = side.hidden_size
             else:
                 from transformers import AutoConfig
@@ -194,7 +199,7 @@ class LRSA:
             "dev": brief(t.get("dev")), "test": brief(t.get("test")),
             "rationale_backend": (self._backend_name() if m.uses_rationales else None),
             "training_rationales": t.get("rationale_provenance"),
-            "side_encoder": self.meta.get("side_encoder"),
+            "side_encoder": self.meta.get("side_encoder"), "precision": self.precision,
         }
 
     @property
@@ -229,7 +234,8 @@ class LRSA:
             se = self.meta.get("side_encoder")
             if not se:
                 return None
-            enc = FrozenTextEncoder(se["backbone"], se["max_tokens"], cache_dir=self.cache_dir)
+            enc = FrozenTextEncoder(se["backbone"], se["max_tokens"], cache_dir=self.cache_dir,
+                                    precision=self.precision)
             got = weights_fingerprint(enc.path)
             if got != se["fingerprint"]:
                 raise RuntimeError(f"side encoder {se['backbone']!r} at {enc.path} has weights {got[:12]}..., "

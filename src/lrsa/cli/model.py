@@ -12,6 +12,8 @@ from lrsa.cli._common import DataDirOption, print_json, user_errors
 
 CacheOption = typer.Option(None, "--cache-dir", help="Cache of frozen side-text states "
                            "(default: <runs>/cache for train/reproduce, none for predict).")
+PrecisionOption = typer.Option(None, "--precision", help="fp32 or bf16 (autocast; fast on CPUs with AMX / "
+                               "AVX512-BF16 and on GPUs). Default: the precision the checkpoint was trained in.")
 
 
 def _set(values: list[str]) -> dict:
@@ -62,6 +64,7 @@ def evaluate_cmd(
     cache_dir: Optional[Path] = CacheOption,
     without_image: bool = typer.Option(False, "--without-image", help="Every post as if it had no image "
                                        "(V and L_i empty): how the model does on text-only posts."),
+    precision: Optional[str] = PrecisionOption,
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Predict a benchmark split, write the predictions JSONL and print the scores."""
@@ -69,7 +72,7 @@ def evaluate_cmd(
     from lrsa.training.evaluate import write_predictions
 
     with user_errors():
-        model = LRSA.from_pretrained(checkpoint, cache_dir=cache_dir)
+        model = LRSA.from_pretrained(checkpoint, cache_dir=cache_dir, precision=precision)
         ev = model.evaluate_split(dataset, split, data_dir=data_dir, limit=limit,
                                   log=lambda m: typer.echo(m, err=True), progress=not as_json,
                                   without_image=without_image)
@@ -109,6 +112,7 @@ def predict_cmd(
                                      "host: aspect): its words as they occur in the text."),
     no_rationales: bool = typer.Option(False, "--no-rationales", help="Predict without rationales."),
     backend: str = typer.Option("lexicon", "--rationale-backend", help="Rationale backend (lrsa.rationales)."),
+    precision: Optional[str] = PrecisionOption,
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Print each aspect (found, or given with --aspect), its sentiment and the rationales used; with
@@ -122,7 +126,7 @@ def predict_cmd(
         typer.echo("error: --input needs --out (the predictions JSONL)", err=True)
         raise typer.Exit(2)
     with user_errors():
-        model = LRSA.from_pretrained(checkpoint, rationale_backend=backend)
+        model = LRSA.from_pretrained(checkpoint, rationale_backend=backend, precision=precision)
         if input_file is not None:
             from lrsa.serving.files import predict_file
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 import typer
 
@@ -30,6 +31,8 @@ def serve(
         5.0, help="Return freed memory to the OS (glibc malloc_trim) at most this often; negative: never."
     ),
     torch_threads: int = typer.Option(0, min=0, help="torch intra-op threads (0: torch's default)."),
+    precision: Optional[str] = typer.Option(None, "--precision", help="fp32 or bf16 (autocast; fast on CPUs "
+                                            "with AMX / AVX512-BF16). Default: the checkpoint's training precision."),
     log_level: str = typer.Option("info", help="uvicorn log level."),
     access_log: bool = typer.Option(False, "--access-log/--no-access-log"),
 ) -> None:
@@ -60,7 +63,7 @@ def serve(
             enabled=batching, max_batch=max_batch, max_wait_ms=max_wait_ms, trim_interval_s=trim_interval_s
         ),
     )
-    predictor = ModelPredictor.from_checkpoint(checkpoint)
+    predictor = ModelPredictor.from_checkpoint(checkpoint, precision=precision)
     app = create_app(predictor, config)
     typer.echo(
         f"lrsa serve: {checkpoint} on http://{host}:{port}/ "

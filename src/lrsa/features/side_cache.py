@@ -2,8 +2,9 @@
 
 Training fine-tunes only the tweet encoder; the rationale and caption texts go through a frozen copy
 of the pretrained backbone once, and their states are stored (fp16 safetensors, atomic writes) keyed
-by the encoder's weights, the token limit and the texts. A rerun, another seed or another variant
-reads the same file instead of re-encoding.
+by the encoder's weights, the token limit, the compute precision (``lrsa.precision``: fp32 or bf16
+autocast) and the texts. A rerun, another seed or another variant reads the same file instead of
+re-encoding.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 import torch
 
 from lrsa.features.text import load_encoder, load_tokenizer, resolve_backbone
+from lrsa.precision import autocast, check
 
 
 @lru_cache(maxsize=8)
@@ -55,8 +57,9 @@ class FrozenTextEncoder:
     """Encodes texts with a frozen backbone; returns padded fp16 token states and a mask."""
 
     def __init__(self, backbone: str, max_tokens: int = 64, cache_dir: str | Path | None = None,
-                 batch_size: int = 32):
+                 batch_size: int = 32, precision: str = "fp32"):
         self.backbone = backbone
+        self.precision = check(precision)
         self.path = resolve_backbone(backbone)
         self.max_tokens = max_tokens
         self.cache_dir = Path(cache_dir) if cache_dir else None
@@ -88,7 +91,10 @@ class FrozenTextEncoder:
 
     def key(self, texts: list[str]) -> str:
         h = hashlib.sha256()
-        h.update(json.dumps({"weights": weights_fingerprint(self.path), "max": self.max_tokens}).encode())
+        head = {"weights": weights_fingerprint(self.path), "max": self.max_tokens}
+        if self.precision != "fp32":  # fp32 keys stay those of the caches written before precision existed
+            head["precision"] = self.precision
+        h.update(json.dumps(head).encode())
         for t in texts:
             h.update(t.encode("utf-8"))
             h.update(b"\x00")
@@ -134,7 +140,8 @@ class FrozenTextEncoder:
             for r, i in enumerate(idx):
                 ids[r, :len(enc[i])] = torch.tensor(enc[i])
                 att[r, :len(enc[i])] = 1
-            out = self.model(input_ids=ids, attention_mask=att).last_hidden_state
+            with autocast(self.precision):
+                out = self.model(input_ids=ids, attention_mask=att).last_hidden_state
             for r, i in enumerate(idx):
                 li = len(enc[i])
                 states[i, :li] = out[r, :li].to(torch.float16)

@@ -24,14 +24,19 @@ from lrsa.model.aspect import AspectHead
 from lrsa.model.fusion import Fusion
 from lrsa.model.generative import PointerDecoder
 from lrsa.model.span import SpanHead
+from lrsa.precision import autocast, check
 
 FORMAT_VERSION = 1
 
 
 class LRSANet(nn.Module):
+    """``loss``, ``decode``, ``classify_spans`` and ``lower_states`` run in the compute ``precision``
+    (``lrsa.precision``: ``fp32``, or ``bf16`` autocast; weights stay fp32); set it with ``set_precision``."""
+
     def __init__(self, cfg: ModelConfig, encoder_path: str, side_dim: int, pretrained: bool = True):
         super().__init__()
         self.cfg = cfg
+        self.precision = "fp32"
         self.encoder = load_encoder(encoder_path, pretrained=pretrained)
         H = int(self.encoder.config.hidden_size)
         if cfg.freeze_embeddings or cfg.train_layers is not None:
@@ -68,6 +73,10 @@ class LRSANet(nn.Module):
             self.head = PointerDecoder(H, cfg.heads, cfg.decoder_layers, cfg.decoder_ffn, cfg.dropout,
                                        cfg.max_aspects)
 
+    def set_precision(self, precision: str) -> "LRSANet":
+        self.precision = check(precision)
+        return self
+
     # ---------------------------------------------------------------- forward pieces
 
     def _layers(self):
@@ -80,8 +89,9 @@ class LRSANet(nn.Module):
     @torch.no_grad()
     def lower_states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """Output of the frozen lower layers (cached during training; identical to the live path)."""
-        out = self.encoder(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True)
-        return out.hidden_states[self.n_frozen]
+        with autocast(self.precision):
+            out = self.encoder(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True)
+        return out.hidden_states[self.n_frozen].float()
 
     def words(self, batch: dict[str, Any]) -> torch.Tensor:
         if self.n_frozen and "lower" in batch["side"]:
@@ -117,6 +127,10 @@ class LRSANet(nn.Module):
         return torch.cat([t, v[0]], dim=1), torch.cat([wmask, v[1]], dim=1)
 
     def loss(self, batch: dict[str, Any]) -> torch.Tensor:
+        with autocast(self.precision):
+            return self._loss(batch).float()
+
+    def _loss(self, batch: dict[str, Any]) -> torch.Tensor:
         t, v = self.fused(batch)
         if self.cfg.host == "span":
             return self.head.loss(t, batch["word_mask"], batch["tags"])
@@ -127,6 +141,10 @@ class LRSANet(nn.Module):
 
     @torch.no_grad()
     def decode(self, batch: dict[str, Any]) -> list[list[tuple[int, int, str, float]]]:
+        with autocast(self.precision):
+            return self._decode(batch)
+
+    def _decode(self, batch: dict[str, Any]) -> list[list[tuple[int, int, str, float]]]:
         t, v = self.fused(batch)
         if self.cfg.host == "span":
             return self.head.decode(t, batch["word_mask"])
@@ -140,6 +158,10 @@ class LRSANet(nn.Module):
     def classify_spans(self, batch: dict[str, Any], spans: list[list[tuple[int, int]]]) -> list[list[str]]:
         if self.cfg.host == "aspect":
             raise ValueError("the aspect host classifies the aspect of each item: use decode")
+        with autocast(self.precision):
+            return self._classify_spans(batch, spans)
+
+    def _classify_spans(self, batch: dict[str, Any], spans: list[list[tuple[int, int]]]) -> list[list[str]]:
         t, v = self.fused(batch)
         if self.cfg.host == "span":
             return self.head.classify(t, spans)

@@ -18,10 +18,10 @@ class ModelPredictor:
         self.source = source
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path) -> "ModelPredictor":
+    def from_checkpoint(cls, path: str | Path, precision: str | None = None) -> "ModelPredictor":
         from lrsa.api import LRSA
 
-        return cls(LRSA.from_pretrained(path), source=str(path))
+        return cls(LRSA.from_pretrained(path, precision=precision), source=str(path))
 
     def predict_batch(self, posts: list[Post]) -> list[Prediction]:
         out: list[Prediction | None] = [None] * len(posts)

@@ -141,6 +141,8 @@ def attach_lower_states(split: Split, net: Any, fingerprint: str, cache_dir: str
     if not net.n_frozen:
         return
     h = hashlib.sha256(f"{fingerprint}:{net.n_frozen}".encode())
+    if net.precision != "fp32":  # fp32 keys stay those of the caches written before precision existed
+        h.update(f":{net.precision}".encode())
     for it in split.items:
         h.update(str(it.ids).encode())
     path = Path(cache_dir) / "lower" / f"{h.hexdigest()}.safetensors" if cache_dir else None

@@ -166,6 +166,10 @@ def train(run: RunConfig, out_dir: str | Path, data_dir: str | Path | None = Non
     write_json(cfg_path, run.model_dump())
     t_cfg, m_cfg = run.train, run.model
     threads = set_threads(t_cfg.threads)
+    from lrsa.precision import note
+
+    if warn := note(t_cfg.precision):
+        log(warn)
     seed_everything(t_cfg.seed)
 
     path = resolve_backbone(m_cfg.backbone)
@@ -180,19 +184,19 @@ def train(run: RunConfig, out_dir: str | Path, data_dir: str | Path | None = Non
     needs_side = m_cfg.uses_rationales or m_cfg.image_side == "captions"
     if needs_side and m_cfg.side_encoder == "frozen":
         side_encoder = FrozenTextEncoder(m_cfg.side_backbone or m_cfg.backbone, m_cfg.side_max_tokens,
-                                         cache_dir=cache_dir)
+                                         cache_dir=cache_dir, precision=t_cfg.precision)
         side_dim = side_encoder.hidden_size
     t0 = time.perf_counter()
     splits = {s: load_split(run, s, tok, side_encoder, data_dir, rationales, lim, cache_dir) for s, lim in
               (("train", t_cfg.train_limit), ("dev", t_cfg.dev_limit))}
-    log(f"data ready in {time.perf_counter() - t0:.1f}s ({threads} torch threads): train {len(splits['train'].items)}, "
+    log(f"data ready in {time.perf_counter() - t0:.1f}s ({threads} torch threads, {t_cfg.precision}): train {len(splits['train'].items)}, "
         f"dev {len(splits['dev'].items)}" + (f"; side states {side_encoder.stats}" if side_encoder else ""))
 
     if needs_side and m_cfg.side_encoder == "shared":
         from transformers import AutoConfig
 
         side_dim = int(AutoConfig.from_pretrained(path).hidden_size)
-    net = LRSANet(m_cfg, path, side_dim=side_dim or 1)
+    net = LRSANet(m_cfg, path, side_dim=side_dim or 1).set_precision(t_cfg.precision)
     if net.n_frozen:
         from lrsa.features.side_cache import weights_fingerprint
         from lrsa.training.data import attach_lower_states
