@@ -223,12 +223,12 @@ def model_only(checkpoint: Path, posts: list[dict], rounds: int = 3) -> dict[str
     return out
 
 
-def matmul_peak(sizes=(512, 1024, 2048), reps: int = 5) -> dict[str, Any]:
+def matmul_peak(sizes=(512, 1024, 2048), reps: int = 5, dtype: str = "float32") -> dict[str, Any]:
     import torch
 
     best, per = 0.0, {}
     for n in sizes:
-        a, b = torch.randn(n, n), torch.randn(n, n)
+        a, b = torch.randn(n, n, dtype=getattr(torch, dtype)), torch.randn(n, n, dtype=getattr(torch, dtype))
         torch.mm(a, b)
         times = []
         for _ in range(reps):
@@ -238,16 +238,17 @@ def matmul_peak(sizes=(512, 1024, 2048), reps: int = 5) -> dict[str, Any]:
         g = 2 * n**3 / min(times) / 1e9
         per[str(n)] = round(g, 2)
         best = max(best, g)
-    return {"gflops_best": round(best, 2), "gflops_by_size": per, "dtype": "float32", "threads": torch.get_num_threads()}
+    return {"gflops_best": round(best, 2), "gflops_by_size": per, "dtype": dtype, "threads": torch.get_num_threads()}
 
 
-def encoder_rate(checkpoint: Path, posts: list[dict], reps: int = 5) -> dict[str, Any]:
+def encoder_rate(checkpoint: Path, posts: list[dict], reps: int = 5, precision: str = "fp32") -> dict[str, Any]:
     """GFLOP/s of the text encoder's forward pass (FLOPs counted by torch's FlopCounterMode), best of `reps`,
-    on real posts (16 of them, as tokenised) and on a larger 64 x 128 batch."""
+    on real posts (16 of them, as tokenised) and on a larger 64 x 128 batch, in ``precision``."""
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
     from lrsa.api import LRSA
+    from lrsa.precision import autocast
 
     model = LRSA.from_pretrained(checkpoint)
     enc = model.net.encoder
@@ -257,7 +258,7 @@ def encoder_rate(checkpoint: Path, posts: list[dict], reps: int = 5) -> dict[str
     for name, shape in shapes.items():
         batch = [texts[i % len(texts)] for i in range(shape["batch"])]
         inputs = model.tokenizer(batch, padding=shape["pad"], truncation=True, max_length=128, return_tensors="pt")
-        with torch.inference_mode():
+        with torch.inference_mode(), autocast(precision):
             enc(**inputs)
             with FlopCounterMode(display=False) as counter:
                 enc(**inputs)
