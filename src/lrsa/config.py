@@ -126,6 +126,11 @@ class TrainConfig(_Strict):
     # 3-4x faster on CPUs with AMX / AVX512-BF16). A checkpoint predicts in the precision it was trained in
     # unless told otherwise.
     precision: Literal["fp32", "bf16"] = "fp32"
+    # where it runs (lrsa.training.distributed): processes per machine and machines (DDP when more than one;
+    # batch_size stays the global batch), and the accelerator (auto: CUDA when present, else CPU)
+    devices: int = Field(1, ge=1)
+    num_nodes: int = Field(1, ge=1)
+    accelerator: Literal["auto", "cpu", "cuda"] = "auto"
 
 
 class RunConfig(_Strict):

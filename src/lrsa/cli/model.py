@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import List, Optional
 
@@ -33,6 +34,13 @@ def train_cmd(
     config: Path = typer.Option(..., "--config", help="Run config (YAML/JSON), e.g. configs/twitter2015.yaml."),
     out: Optional[Path] = typer.Option(None, "--out", help="Run directory (default: runs/<config name>)."),
     set_: List[str] = typer.Option([], "--set", help="Override a field: --set train.seed=1 --set model.host=generative"),
+    devices: Optional[int] = typer.Option(None, "--devices", min=1, help="Processes on this machine (DDP "
+                                          "when more than one; train.batch_size stays the global batch)."),
+    num_nodes: Optional[int] = typer.Option(None, "--num-nodes", min=1, help="Machines of a multi-node run "
+                                            "(launch with torchrun; docs/training.md)."),
+    strategy: str = typer.Option("auto", "--strategy", help="auto (DDP when devices x nodes > 1) or ddp."),
+    accelerator: Optional[str] = typer.Option(None, "--accelerator", help="auto (CUDA when present), cpu "
+                                              "or cuda."),
     data_dir: Optional[Path] = DataDirOption,
     cache_dir: Optional[Path] = CacheOption,
 ) -> None:
@@ -41,10 +49,17 @@ def train_cmd(
     from lrsa.training.loop import train
 
     with user_errors():
-        run = load_config(config, _set(set_))
+        if strategy not in ("auto", "ddp"):
+            raise ValueError(f"--strategy {strategy!r}: auto or ddp (DistributedDataParallel through "
+                             "Lightning Fabric)")
+        where = {f"train.{k}": v for k, v in (("devices", devices), ("num_nodes", num_nodes),
+                                               ("accelerator", accelerator)) if v is not None}
+        run = load_config(config, {**_set(set_), **where})
         out = out or Path("runs") / run.name
         result = train(run, out, data_dir=data_dir, cache_dir=cache_dir or Path("runs") / "cache",
                        log=typer.echo)
+    if os.environ.get("LOCAL_RANK", "0") != "0" or os.environ.get("NODE_RANK", "0") != "0":
+        return  # another process of a DDP run: rank 0 reports
     t = result.get("test")
     typer.echo(f"checkpoint: {out / 'best'}")
     if t and run.model.task == "masc":

@@ -30,7 +30,8 @@ FORMAT_VERSION = 1
 
 
 class LRSANet(nn.Module):
-    """``loss``, ``decode``, ``classify_spans`` and ``lower_states`` run in the compute ``precision``
+    """``forward(batch)`` is the training loss (what DDP wraps); ``loss``, ``decode``, ``classify_spans`` and
+    ``lower_states`` move a collated batch to the device of the weights and run in the compute ``precision``
     (``lrsa.precision``: ``fp32``, or ``bf16`` autocast; weights stay fp32); set it with ``set_precision``."""
 
     def __init__(self, cfg: ModelConfig, encoder_path: str, side_dim: int, pretrained: bool = True):
@@ -77,6 +78,22 @@ class LRSANet(nn.Module):
         self.precision = check(precision)
         return self
 
+    @property
+    def device(self) -> torch.device:
+        return self.word_norm.weight.device
+
+    def _autocast(self):
+        return autocast(self.precision, self.device.type)
+
+    def to_device(self, batch: dict[str, Any]) -> dict[str, Any]:
+        """The batch with its tensors (and side tables) on the weights' device; itself on that device."""
+        dev = self.device
+        if batch["input_ids"].device == dev:
+            return batch
+        out = {k: (v.to(dev) if torch.is_tensor(v) else v) for k, v in batch.items() if k != "side"}
+        out["side"] = {k: (s.to(dev), m.to(dev)) for k, (s, m) in batch["side"].items()}
+        return out
+
     # ---------------------------------------------------------------- forward pieces
 
     def _layers(self):
@@ -89,8 +106,9 @@ class LRSANet(nn.Module):
     @torch.no_grad()
     def lower_states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """Output of the frozen lower layers (cached during training; identical to the live path)."""
-        with autocast(self.precision):
-            out = self.encoder(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True)
+        with self._autocast():
+            out = self.encoder(input_ids=input_ids.to(self.device), attention_mask=attention_mask.to(self.device),
+                               output_hidden_states=True)
         return out.hidden_states[self.n_frozen].float()
 
     def words(self, batch: dict[str, Any]) -> torch.Tensor:
@@ -126,8 +144,12 @@ class LRSANet(nn.Module):
             return t, wmask
         return torch.cat([t, v[0]], dim=1), torch.cat([wmask, v[1]], dim=1)
 
+    def forward(self, batch: dict[str, Any]) -> torch.Tensor:
+        return self.loss(batch)
+
     def loss(self, batch: dict[str, Any]) -> torch.Tensor:
-        with autocast(self.precision):
+        batch = self.to_device(batch)
+        with self._autocast():
             return self._loss(batch).float()
 
     def _loss(self, batch: dict[str, Any]) -> torch.Tensor:
@@ -141,7 +163,8 @@ class LRSANet(nn.Module):
 
     @torch.no_grad()
     def decode(self, batch: dict[str, Any]) -> list[list[tuple[int, int, str, float]]]:
-        with autocast(self.precision):
+        batch = self.to_device(batch)
+        with self._autocast():
             return self._decode(batch)
 
     def _decode(self, batch: dict[str, Any]) -> list[list[tuple[int, int, str, float]]]:
@@ -158,7 +181,8 @@ class LRSANet(nn.Module):
     def classify_spans(self, batch: dict[str, Any], spans: list[list[tuple[int, int]]]) -> list[list[str]]:
         if self.cfg.host == "aspect":
             raise ValueError("the aspect host classifies the aspect of each item: use decode")
-        with autocast(self.precision):
+        batch = self.to_device(batch)
+        with self._autocast():
             return self._classify_spans(batch, spans)
 
     def _classify_spans(self, batch: dict[str, Any], spans: list[list[tuple[int, int]]]) -> list[list[str]]:

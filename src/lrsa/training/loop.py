@@ -57,7 +57,9 @@ def write_json(path: Path, obj: Any) -> None:
 # --------------------------------------------------------------------------- state (resume)
 
 
-def _save_state(net, opt, sched, info: dict[str, Any], dest: Path) -> None:
+def _save_state(net, opt, sched, info: dict[str, Any], dest: Path, rngs: torch.Tensor | None = None) -> None:
+    """Resume state (rank 0 writes it). ``rngs``: every rank's torch RNG state ``[world, n]`` (DDP: each
+    rank draws its own dropout masks); by default this process's."""
     from safetensors.torch import save_file, save_model
 
     tmp = dest.with_name(f".{dest.name}.part")
@@ -69,7 +71,10 @@ def _save_state(net, opt, sched, info: dict[str, Any], dest: Path) -> None:
     for pid, st in osd["state"].items():
         for k, v in st.items():
             tensors[f"{pid}.{k}"] = v if torch.is_tensor(v) else torch.tensor(v)
-    tensors["rng.torch"] = torch.get_rng_state()
+    rngs = torch.get_rng_state()[None] if rngs is None else rngs
+    tensors["rng.torch"] = rngs[0]
+    for r in range(1, len(rngs)):
+        tensors[f"rng.torch.rank{r}"] = rngs[r]
     save_file(tensors, str(tmp / "optimizer.safetensors"))
     info = {**info, "param_groups": osd["param_groups"], "sched_last_epoch": sched.last_epoch,
             "rng_python": list(random.getstate()[1]), "rng_python_pos": random.getstate()[2]}
@@ -82,7 +87,7 @@ def _save_state(net, opt, sched, info: dict[str, Any], dest: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def _load_state(net, opt, sched, src: Path) -> dict[str, Any]:
+def _load_state(net, opt, sched, src: Path, rank: int = 0) -> dict[str, Any]:
     from safetensors.torch import load_file, load_model
 
     load_model(net, str(src / "model.safetensors"), strict=True)
@@ -97,7 +102,7 @@ def _load_state(net, opt, sched, src: Path) -> dict[str, Any]:
     opt.load_state_dict({"state": state, "param_groups": info["param_groups"]})
     sched.last_epoch = info["sched_last_epoch"]
     sched._last_lr = [g["lr"] for g in opt.param_groups]
-    torch.set_rng_state(tensors["rng.torch"])
+    torch.set_rng_state(tensors.get(f"rng.torch.rank{rank}", tensors["rng.torch"]))
     random.setstate((3, tuple(info["rng_python"]), info["rng_python_pos"]))
     return info
 
@@ -152,23 +157,29 @@ def train(run: RunConfig, out_dir: str | Path, data_dir: str | Path | None = Non
     from lrsa.model.lrsa import LRSANet, checkpoint_meta, save_checkpoint
     from lrsa.training.data import load_split
 
+    from lrsa.training.distributed import make_fabric, shard, share_weight
+
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     cfg_path = out / "config.json"
     if cfg_path.exists():
         old = RunConfig.model_validate_json(cfg_path.read_text())
-        if old.model_copy(update={"train": old.train.model_copy(update={"epochs": 0})}) != \
-                run.model_copy(update={"train": run.train.model_copy(update={"epochs": 0})}):
+        if _comparable(old) != _comparable(run):
             raise ValueError(f"{out} holds a run with a different config; use another --out directory")
     if (out / "result.json").exists():
         log(f"{out}: already complete")
         return json.loads((out / "result.json").read_text())
-    write_json(cfg_path, run.model_dump())
     t_cfg, m_cfg = run.train, run.model
+    fabric = make_fabric(t_cfg)  # launches the other processes of a DDP run (lrsa.training.distributed)
+    rank, world = fabric.global_rank, fabric.world_size
+    if rank != 0:
+        log = lambda m: None  # noqa: E731  (rank 0 speaks and writes for the run)
+    else:
+        write_json(cfg_path, run.model_dump())
     threads = set_threads(t_cfg.threads)
     from lrsa.precision import note
 
-    if warn := note(t_cfg.precision):
+    if warn := note(t_cfg.precision, fabric.device.type):
         log(warn)
     seed_everything(t_cfg.seed)
 
@@ -187,10 +198,12 @@ def train(run: RunConfig, out_dir: str | Path, data_dir: str | Path | None = Non
                                          cache_dir=cache_dir, precision=t_cfg.precision)
         side_dim = side_encoder.hidden_size
     t0 = time.perf_counter()
-    splits = {s: load_split(run, s, tok, side_encoder, data_dir, rationales, lim, cache_dir) for s, lim in
-              (("train", t_cfg.train_limit), ("dev", t_cfg.dev_limit))}
-    log(f"data ready in {time.perf_counter() - t0:.1f}s ({threads} torch threads, {t_cfg.precision}): train {len(splits['train'].items)}, "
-        f"dev {len(splits['dev'].items)}" + (f"; side states {side_encoder.stats}" if side_encoder else ""))
+    with fabric.rank_zero_first():  # rank 0 encodes and caches the side states; the others read the cache
+        splits = {s: load_split(run, s, tok, side_encoder, data_dir, rationales, lim, cache_dir) for s, lim in
+                  (("train", t_cfg.train_limit), ("dev", t_cfg.dev_limit))}
+    log(f"data ready in {time.perf_counter() - t0:.1f}s ({world} x {threads} torch threads on {fabric.device.type}, "
+        f"{t_cfg.precision}): train {len(splits['train'].items)}, dev {len(splits['dev'].items)}"
+        + (f"; side states {side_encoder.stats}" if side_encoder else ""))
 
     if needs_side and m_cfg.side_encoder == "shared":
         from transformers import AutoConfig
@@ -202,13 +215,15 @@ def train(run: RunConfig, out_dir: str | Path, data_dir: str | Path | None = Non
         from lrsa.training.data import attach_lower_states
 
         t0 = time.perf_counter()
-        for sp in splits.values():
-            attach_lower_states(sp, net, weights_fingerprint(path), cache_dir)
+        with fabric.rank_zero_first():
+            for sp in splits.values():
+                attach_lower_states(sp, net, weights_fingerprint(path), cache_dir)
         log(f"lower {net.n_frozen} layers frozen, their states cached in {time.perf_counter() - t0:.1f}s")
     enc_params = [p for n, p in net.named_parameters() if n.startswith("encoder.") and p.requires_grad]
     other = [p for n, p in net.named_parameters() if not n.startswith("encoder.") and p.requires_grad]
     opt = torch.optim.AdamW([{"params": enc_params, "lr": t_cfg.lr}, {"params": other, "lr": t_cfg.head_lr}],
                             weight_decay=t_cfg.weight_decay, foreach=True)
+    model, opt = fabric.setup(net, opt)  # DDP when world > 1; ``net`` stays the plain module
     n_train = len(splits["train"].items)
     steps_per_epoch = math.ceil(n_train / t_cfg.batch_size)
     if t_cfg.max_steps_per_epoch:
@@ -223,39 +238,56 @@ def train(run: RunConfig, out_dir: str | Path, data_dir: str | Path | None = Non
     history: list[dict[str, Any]] = []
     best_f1, best_epoch, start_epoch = -1.0, -1, 0
     if (out / "state" / "state.json").exists():
-        info = _load_state(net, opt, sched, out / "state")
+        info = _load_state(net, opt, sched, out / "state", rank)
         history, best_f1, best_epoch = info["history"], info["best_f1"], info["best_epoch"]
         start_epoch = info["epoch"] + 1
         log(f"resumed after epoch {info['epoch']} (best dev {sel_name} {best_f1:.2f} at epoch {best_epoch})")
     meta = checkpoint_meta(run, side_encoder, side_dim, rat_prov)
     pad = tok.pad_token_id or 0
     stopped = "epochs"
+    trainable = [p for p in net.parameters() if p.requires_grad]
     for epoch in range(start_epoch, t_cfg.epochs):
         if epoch - best_epoch > t_cfg.patience and best_epoch >= 0:
             stopped = "early"
             break
-        net.train()
+        model.train()
         g = torch.Generator().manual_seed(t_cfg.seed * 1000 + epoch)
         order = torch.randperm(n_train, generator=g).tolist()[: steps_per_epoch * t_cfg.batch_size]
         t1, losses, seen = time.perf_counter(), [], 0
         g_drop = torch.Generator().manual_seed(t_cfg.seed * 1000 + epoch + 500_000)  # resumable per epoch
-        for chunk in batches(splits["train"].items, t_cfg.batch_size, order):
-            batch = collate(chunk, pad, splits["train"].side)
-            if t_cfg.modality_dropout:
-                drop_image_side(batch, torch.rand(len(chunk), generator=g_drop) < t_cfg.modality_dropout)
-            loss = net.loss(batch)
+        for chunk in batches(splits["train"].items, t_cfg.batch_size, order):  # global batches
+            drop = (torch.rand(len(chunk), generator=g_drop) < t_cfg.modality_dropout
+                    if t_cfg.modality_dropout else None)
+            if len(chunk) < world:  # a last global batch too small to give every process a share
+                continue
+            mine = shard(chunk, rank, world)
+            batch = collate(mine, pad, splits["train"].side)
+            if drop is not None:
+                drop_image_side(batch, shard(drop, rank, world))
+            loss = model(batch)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_([p for p in net.parameters() if p.requires_grad], t_cfg.clip)
+            fabric.backward(loss * share_weight(len(mine), len(chunk), world) if world > 1 else loss)
+            torch.nn.utils.clip_grad_norm_(trainable, t_cfg.clip)  # gradients are already averaged over ranks
             opt.step()
             sched.step()
             losses.append(float(loss.detach()))
             seen += len(chunk)
         train_s = time.perf_counter() - t1
+        if world > 1:
+            fabric.barrier()
+            train_s = time.perf_counter() - t1  # the epoch ends when the slowest rank is done
+        mean_loss = sum(losses) / max(1, len(losses))
+        rngs = None
+        if world > 1:
+            mean_loss = float(fabric.all_reduce(torch.tensor(mean_loss), reduce_op="mean"))
+            rngs = _gather(torch.get_rng_state(), world)  # saved with the state: an exact resume per rank
+        if rank != 0:  # rank 0 evaluates, writes and decides; the others follow its decision
+            best_f1, best_epoch = fabric.broadcast(None, src=0)
+            continue
         t2 = time.perf_counter()
         dev_pred = predict_split(net, splits["dev"], pad)
         dev = score_split(splits["dev"], dev_pred)
-        row = {"epoch": epoch, "train_loss": round(sum(losses) / max(1, len(losses)), 5),
+        row = {"epoch": epoch, "train_loss": round(mean_loss, 5),
                "dev_jmasa_p": dev["jmasa"]["p"], "dev_jmasa_r": dev["jmasa"]["r"],
                "dev_jmasa_f1": dev["jmasa"]["f1"], "dev_mate_f1": dev["mate"]["f1"],
                "dev_masc_joint_acc": dev["masc_joint"]["acc"],
@@ -274,9 +306,29 @@ def train(run: RunConfig, out_dir: str | Path, data_dir: str | Path | None = Non
                                                             "dev": dev}}, out / "best")
             write_predictions(dev_pred, out / "predictions_dev.jsonl")
         _save_state(net, opt, sched, {"epoch": epoch, "history": history, "best_f1": best_f1,
-                                      "best_epoch": best_epoch}, out / "state")
+                                      "best_epoch": best_epoch}, out / "state", rngs)
         write_curves(history, out)
-    return finish(run, out, data_dir, cache_dir, history, best_epoch, stopped, log)
+        if world > 1:
+            fabric.broadcast((best_f1, best_epoch), src=0)
+    if rank == 0:
+        finish(run, out, data_dir, cache_dir, history, best_epoch, stopped, log)
+    fabric.barrier()  # every rank returns once the result is written
+    return json.loads((out / "result.json").read_text())
+
+
+def _gather(t: torch.Tensor, world: int) -> torch.Tensor:
+    """Every rank's ``t``, stacked (a plain collective: nothing to differentiate)."""
+    import torch.distributed as dist
+
+    parts = [torch.empty_like(t) for _ in range(world)]
+    dist.all_gather(parts, t)
+    return torch.stack(parts)
+
+
+def _comparable(run: RunConfig) -> RunConfig:
+    """What must match to resume a run: everything but the epoch budget and where it runs."""
+    return run.model_copy(update={"train": run.train.model_copy(update={
+        "epochs": 0, "devices": 1, "num_nodes": 1, "accelerator": "auto", "threads": None})})
 
 
 def finish(run: RunConfig, out: Path, data_dir, cache_dir, history, best_epoch, stopped, log: Log) -> dict:
