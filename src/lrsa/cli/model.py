@@ -118,6 +118,9 @@ def predict_cmd(
     out: Optional[Path] = typer.Option(None, "--out", help="Predictions JSONL for --input (appended; a rerun "
                                        "skips the posts already in it)."),
     batch_size: int = typer.Option(64, "--batch-size", help="Posts per batch with --input."),
+    workers: int = typer.Option(1, "--workers", min=1, help="With --input: processes predicting batches in "
+                                "parallel (each loads the model; output stays in input order)."),
+    worker_threads: int = typer.Option(1, "--worker-threads", min=1, help="torch threads per --workers process."),
     lenient: bool = typer.Option(False, "--lenient", help="With --input: write an error line for a bad post "
                                  "and go on (counted), instead of stopping at it."),
     image: Optional[Path] = typer.Option(None, "--image", help="Image file."),
@@ -147,7 +150,8 @@ def predict_cmd(
 
             summary = predict_file(model, input_file, out, batch_size=batch_size, lenient=lenient,
                                    use_rationales=not no_rationales, progress=not as_json,
-                                   log=lambda m: typer.echo(m, err=True))
+                                   log=lambda m: typer.echo(m, err=True), workers=workers,
+                                   worker_threads=worker_threads)
             if as_json:
                 print_json(summary)
             if summary["errors"]:

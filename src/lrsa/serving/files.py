@@ -11,8 +11,11 @@ Contract:
 - streaming: posts are read, predicted and written one batch at a time; memory does not grow with the
   input (only the set of finished ids is kept).
 - resume: an existing output is read first and its ids are skipped; a torn last line (a crash mid-write) is
-  cut off. Every batch is flushed and fsynced before the next one is read, so a kill loses at most the
-  batch in flight.
+  cut off. Every batch is flushed and fsynced when it is written, so a kill loses at most the batches in
+  flight.
+- workers: with ``workers > 1`` batches are predicted by that many processes, each loading the checkpoint
+  once (``threads`` torch threads each); at most ``2 x workers`` batches are in flight (memory stays flat)
+  and they are written in input order, so the output is the same as with one process.
 """
 
 from __future__ import annotations
@@ -63,14 +66,67 @@ def _read_post(line: str, n: int, src: Path) -> dict[str, Any]:
     return post
 
 
+def _predict_rows(model: Any, batch: list[tuple[int, dict[str, Any]]], use_rationales: bool,
+                  lenient: bool) -> tuple[list[str], str | None, int]:
+    """Output lines of one batch, and (not lenient) the error that stops the run, and the errors counted."""
+    try:
+        preds = model.predict_batch([p for _, p in batch], use_rationales=use_rationales)
+        return [json.dumps(p.model_dump(), ensure_ascii=False) + "\n" for p in preds], None, 0
+    except (ValueError, OSError) as err:
+        if not lenient:
+            return [], str(err), 0
+    rows, errors = [], 0
+    for n, post in batch:  # find the bad post(s); their neighbours are still predicted
+        try:
+            p = model.predict_batch([post], use_rationales=use_rationales)[0]
+            rows.append(json.dumps(p.model_dump(), ensure_ascii=False) + "\n")
+        except (ValueError, OSError) as e:
+            rows.append(json.dumps({"id": post["id"], "line": n, "error": str(e)}) + "\n")
+            errors += 1
+    return rows, None, errors
+
+
+_worker_model: Any = None  # set once in each worker process of a --workers run (_init_worker)
+
+
+def _init_worker(checkpoint: str, backend: str, precision: str, threads: int) -> None:
+    global _worker_model
+    from lrsa.api import LRSA
+
+    _worker_model = LRSA.from_pretrained(checkpoint, rationale_backend=backend, precision=precision,
+                                         threads=threads)
+
+
+def _worker_rows(batch: list[tuple[int, dict[str, Any]]], use_rationales: bool, lenient: bool):
+    return _predict_rows(_worker_model, batch, use_rationales, lenient)
+
+
+def _pool(model: Any, workers: int, threads: int):
+    from concurrent.futures import ProcessPoolExecutor
+    import multiprocessing
+
+    backend = model._rationale_backend
+    if model.path is None or not isinstance(backend, str):
+        raise ValueError("--workers needs a model loaded from a checkpoint directory with a named rationale "
+                         "backend (each worker process loads it again)")
+    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_init_worker,
+                               initargs=(str(model.path), backend, model.precision, threads))
+
+
 def predict_file(model: Any, src: str | Path, dest: str | Path, batch_size: int = 64, lenient: bool = False,
                  use_rationales: bool = True, progress: bool = True,
-                 log: Callable[[str], None] | None = None) -> dict[str, Any]:
+                 log: Callable[[str], None] | None = None, workers: int = 1,
+                 worker_threads: int = 1) -> dict[str, Any]:
     """Predict every post of ``src`` into ``dest`` (see the module doc); returns a summary
-    ``{"posts", "already_done", "errors", "seconds", "posts_per_s"}``."""
+    ``{"posts", "already_done", "errors", "seconds", "posts_per_s", "workers"}``."""
+    from collections import deque
+
     src, dest = Path(src), Path(dest)
     if not src.is_file():
         raise FileNotFoundError(f"input {src} not found")
+    if workers < 1:
+        raise ValueError(f"workers={workers}: at least 1")
     dest.parent.mkdir(parents=True, exist_ok=True)
     done = finished_ids(dest)
     summary = {"posts": 0, "already_done": len(done), "errors": 0}
@@ -86,37 +142,43 @@ def predict_file(model: Any, src: str | Path, dest: str | Path, batch_size: int 
         bar.start()
         task = bar.add_task("predict", total=total, completed=len(done), rate="–")
 
+    pool = _pool(model, workers, worker_threads) if workers > 1 else None
     with open(dest, "a", encoding="utf-8") as out:
         batch: list[tuple[int, dict[str, Any]]] = []
         seen: set[str] = set()  # ids read from this input in this run
+        in_flight: deque = deque()  # (first line, last line, size, future) in input order
 
         def write(lines: list[str]) -> None:
             out.write("".join(lines))
             out.flush()
             os.fsync(out.fileno())
 
+        def land(first: int, last: int, size: int, result) -> None:
+            rows, error, errors = result
+            if error is not None:
+                raise DataError(str(src), f"lines {first}-{last}", error)
+            write(rows)
+            summary["errors"] += errors
+            summary["posts"] += size
+            if bar is not None:
+                rate = summary["posts"] / max(1e-9, time.perf_counter() - t0)
+                bar.update(task, advance=size, rate=f"{rate:.1f}")
+
+        def drain(keep: int) -> None:
+            while len(in_flight) > keep:
+                first, last, size, fut = in_flight.popleft()
+                land(first, last, size, fut.result())
+
         def flush() -> None:
             if not batch:
                 return
-            rows: list[str] = []
-            try:
-                preds = model.predict_batch([p for _, p in batch], use_rationales=use_rationales)
-                rows = [json.dumps(p.model_dump(), ensure_ascii=False) + "\n" for p in preds]
-            except (ValueError, OSError) as err:
-                if not lenient:
-                    raise DataError(str(src), f"lines {batch[0][0]}-{batch[-1][0]}", str(err)) from None
-                for n, post in batch:  # find the bad post(s); their neighbours are still predicted
-                    try:
-                        p = model.predict_batch([post], use_rationales=use_rationales)[0]
-                        rows.append(json.dumps(p.model_dump(), ensure_ascii=False) + "\n")
-                    except (ValueError, OSError) as e:
-                        rows.append(json.dumps({"id": post["id"], "line": n, "error": str(e)}) + "\n")
-                        summary["errors"] += 1
-            write(rows)
-            summary["posts"] += len(batch)
-            if bar is not None:
-                rate = summary["posts"] / max(1e-9, time.perf_counter() - t0)
-                bar.update(task, advance=len(batch), rate=f"{rate:.1f}")
+            first, last = batch[0][0], batch[-1][0]
+            if pool is None:
+                land(first, last, len(batch), _predict_rows(model, batch, use_rationales, lenient))
+            else:
+                in_flight.append((first, last, len(batch),
+                                  pool.submit(_worker_rows, list(batch), use_rationales, lenient)))
+                drain(2 * workers)
             batch.clear()
 
         try:
@@ -132,6 +194,7 @@ def predict_file(model: Any, src: str | Path, dest: str | Path, batch_size: int 
                         key = f"line-{n}"
                         if key not in done:
                             flush()
+                            drain(0)  # the error line keeps its place in input order
                             write([json.dumps({"id": key, "line": n, "error": str(err)}) + "\n"])
                             summary["errors"] += 1
                             done.add(key)
@@ -149,11 +212,15 @@ def predict_file(model: Any, src: str | Path, dest: str | Path, batch_size: int 
                     if len(batch) >= batch_size:
                         flush()
                 flush()
+                drain(0)
         finally:
+            if pool is not None:
+                pool.shutdown(cancel_futures=True)
             if bar is not None:
                 bar.stop()
     seconds = time.perf_counter() - t0
-    summary.update(seconds=round(seconds, 2), posts_per_s=round(summary["posts"] / max(seconds, 1e-9), 1))
+    summary.update(seconds=round(seconds, 2), posts_per_s=round(summary["posts"] / max(seconds, 1e-9), 1),
+                   workers=workers)
     if log:
         log(f"{summary['posts']} posts predicted in {seconds:.1f}s ({summary['posts_per_s']} posts/s), "
             f"{summary['already_done']} already done, {summary['errors']} errors -> {dest}")
