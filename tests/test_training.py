@@ -429,6 +429,28 @@ def test_bf16_states_are_cached_apart_and_a_checkpoint_predicts_in_its_training_
         LRSA.from_pretrained(tmp_path / "run", precision="int4")
 
 
+def test_bf16_inference_predicts_like_the_fp32_reference_within_a_measured_difference(tmp_path):
+    """The fast path (bf16 autocast) against the reference (fp32) on one fp32-trained checkpoint: the same
+    aspects and sentiments for nearly every post, and the test score within a point."""
+    from lrsa.api import LRSA
+    from lrsa.training import loop
+
+    run = _run("lrsa", **{"train.train_limit": 256, "train.dev_limit": 32, "train.test_limit": 128,
+                          "train.epochs": 2})
+    loop.train(run, tmp_path / "run", cache_dir=tmp_path / "cache", log=lambda m: None)
+    ref = LRSA.from_pretrained(tmp_path / "run", cache_dir=tmp_path / "cache")
+    fast = LRSA.from_pretrained(tmp_path / "run", cache_dir=tmp_path / "cache", precision="bf16")
+    assert ref.precision == "fp32" and fast.precision == "bf16"
+    a = ref.evaluate_split("twitter2015", "test", limit=128)
+    b = fast.evaluate_split("twitter2015", "test", limit=128)
+    found = sum(len(v) for v in a["predictions"].values())
+    assert found > 20  # the model finds aspects: the comparison means something
+    same = sum(a["predictions"][k] and [x[:3] for x in a["predictions"][k]] == [x[:3] for x in b["predictions"][k]]
+               or (not a["predictions"][k] and not b["predictions"][k]) for k in a["predictions"])
+    assert same >= 0.9 * len(a["predictions"]), (same, len(a["predictions"]))
+    assert abs(a["scores"]["jmasa"]["f1"] - b["scores"]["jmasa"]["f1"]) <= 1.5, (a["scores"]["jmasa"], b["scores"]["jmasa"])
+
+
 def test_main_profile_leaves_its_model_where_the_readme_and_main_sh_say():
     from lrsa.training import reproduce as rp
     from tests.conftest import REPO
