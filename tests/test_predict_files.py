@@ -171,3 +171,24 @@ def test_worker_processes_write_the_same_output_in_input_order(tmp_path, text_mo
     bad = _write(tmp_path / "bad.jsonl", [*posts[:20], {"id": "empty", "text": "   "}, *posts[20:30]])
     with pytest.raises(ValueError, match=r"bad\.jsonl: lines 17-24: post 4: empty text"):
         predict_file(model, bad, tmp_path / "bad_out.jsonl", batch_size=8, progress=False, workers=2)
+
+
+def test_the_cluster_recipe_runs_on_a_local_dask_cluster(tmp_path, text_model):
+    """README's recipe for an engine users already run (Dask here; Ray Data / Spark call the same function):
+    each partition is predicted by predict_partition in a separate worker process, in order."""
+    import dask
+    import dask.bag as db
+
+    from lrsa.api import LRSA
+    from lrsa.serving.files import predict_partition
+
+    posts = _posts(40)
+    bag = db.from_sequence(posts, npartitions=4).map_partitions(
+        lambda part: predict_partition(str(text_model), part, threads=1))
+    with dask.config.set(scheduler="processes", num_workers=2):
+        got = bag.compute()
+    assert [g["id"] for g in got] == [p["id"] for p in posts]
+    model = LRSA.from_pretrained(text_model, threads=1)
+    direct = [p.model_dump(mode="json") for q in range(4)
+              for p in model.predict_batch(posts[10 * q:10 * q + 10], batch_size=64)]
+    assert _strip([json.dumps(g) for g in got]) == _strip([json.dumps(d) for d in direct])

@@ -123,6 +123,18 @@ class FrozenTextEncoder:
 
     @torch.inference_mode()
     def _encode(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each distinct text is encoded once (a batch of posts repeats many side texts: an empty image side,
+        a lexicon L_i with no shared word); the rows of a repeated text are copies of its states."""
+        first: dict[str, int] = {}
+        for t in texts:
+            first.setdefault(t, len(first))
+        if len(first) == len(texts):
+            return self._encode_distinct(texts)
+        states, mask = self._encode_distinct(list(first))
+        rows = torch.tensor([first[t] for t in texts])
+        return states[rows], mask[rows]
+
+    def _encode_distinct(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         tok = self.tokenizer
         enc = tok(texts, truncation=True, max_length=self.max_tokens)["input_ids"]
         n = len(texts)

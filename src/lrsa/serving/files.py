@@ -87,6 +87,7 @@ def _predict_rows(model: Any, batch: list[tuple[int, dict[str, Any]]], use_ratio
 
 
 _worker_model: Any = None  # set once in each worker process of a --workers run (_init_worker)
+_partition_models: dict[tuple, Any] = {}  # per process: the models predict_partition has loaded
 
 
 def _init_worker(checkpoint: str, backend: str, precision: str, threads: int) -> None:
@@ -95,6 +96,22 @@ def _init_worker(checkpoint: str, backend: str, precision: str, threads: int) ->
 
     _worker_model = LRSA.from_pretrained(checkpoint, rationale_backend=backend, precision=precision,
                                          threads=threads)
+
+
+def predict_partition(checkpoint: str, posts: list[dict[str, Any]], batch_size: int = 64,
+                      rationale_backend: str = "lexicon", precision: str | None = None,
+                      threads: int | None = None) -> list[dict[str, Any]]:
+    """Predictions (JSON-able dicts, in order) for one partition of posts: what a cluster engine's worker
+    calls (Dask ``map_partitions``, Ray Data ``map_batches``, Spark ``mapInPandas``; README). The model is
+    loaded once per process and reused by every later partition of that process."""
+    from lrsa.api import LRSA
+
+    key = (str(checkpoint), rationale_backend, precision, threads)
+    if key not in _partition_models:
+        _partition_models[key] = LRSA.from_pretrained(checkpoint, rationale_backend=rationale_backend,
+                                                      precision=precision, threads=threads)
+    preds = _partition_models[key].predict_batch(list(posts), batch_size=batch_size)
+    return [p.model_dump(mode="json") for p in preds]
 
 
 def _worker_rows(batch: list[tuple[int, dict[str, Any]]], use_rationales: bool, lenient: bool):
