@@ -43,8 +43,9 @@ def make_fabric(t: Any):
         from lightning_fabric.strategies import DDPStrategy
 
         # find_unused_parameters: the backbone's pooler takes no part in any loss (the hosts read token states)
+        # static_graph: the same parameters take part in every step, so DDP finds the unused ones once
         strategy = DDPStrategy(process_group_backend="nccl" if accelerator == "cuda" else "gloo",
-                               find_unused_parameters=True)
+                               find_unused_parameters=True, static_graph=True, gradient_as_bucket_view=True)
     fabric = Fabric(accelerator=accelerator, devices=t.devices, num_nodes=t.num_nodes, strategy=strategy,
                     precision="32-true")  # compute precision is lrsa.precision's (autocast inside the model)
     fabric.launch()
