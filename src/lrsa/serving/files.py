@@ -86,16 +86,18 @@ def _predict_rows(model: Any, batch: list[tuple[int, dict[str, Any]]], use_ratio
     return rows, None, errors
 
 
-_worker_model: Any = None  # set once in each worker process of a --workers run (_init_worker)
-_partition_models: dict[tuple, Any] = {}  # per process: the models predict_partition has loaded
+_models: dict[tuple, Any] = {}  # per process: the checkpoints a --workers process or a partition has loaded
 
 
-def _init_worker(checkpoint: str, backend: str, precision: str, threads: int) -> None:
-    global _worker_model
+def _model(checkpoint: str, backend: str, precision: str | None, threads: int | None) -> Any:
+    """The model of this process for these settings, loaded on first use and kept."""
     from lrsa.api import LRSA
 
-    _worker_model = LRSA.from_pretrained(checkpoint, rationale_backend=backend, precision=precision,
-                                         threads=threads)
+    key = (str(checkpoint), backend, precision, threads)
+    if key not in _models:
+        _models[key] = LRSA.from_pretrained(checkpoint, rationale_backend=backend, precision=precision,
+                                            threads=threads)
+    return _models[key]
 
 
 def predict_partition(checkpoint: str, posts: list[dict[str, Any]], batch_size: int = 64,
@@ -104,31 +106,29 @@ def predict_partition(checkpoint: str, posts: list[dict[str, Any]], batch_size: 
     """Predictions (JSON-able dicts, in order) for one partition of posts: what a cluster engine's worker
     calls (Dask ``map_partitions``, Ray Data ``map_batches``, Spark ``mapInPandas``; README). The model is
     loaded once per process and reused by every later partition of that process."""
-    from lrsa.api import LRSA
-
-    key = (str(checkpoint), rationale_backend, precision, threads)
-    if key not in _partition_models:
-        _partition_models[key] = LRSA.from_pretrained(checkpoint, rationale_backend=rationale_backend,
-                                                      precision=precision, threads=threads)
-    preds = _partition_models[key].predict_batch(list(posts), batch_size=batch_size)
+    preds = _model(checkpoint, rationale_backend, precision, threads).predict_batch(list(posts),
+                                                                                   batch_size=batch_size)
     return [p.model_dump(mode="json") for p in preds]
 
 
-def _worker_rows(batch: list[tuple[int, dict[str, Any]]], use_rationales: bool, lenient: bool):
-    return _predict_rows(_worker_model, batch, use_rationales, lenient)
+def _worker_rows(settings: tuple, batch: list[tuple[int, dict[str, Any]]], use_rationales: bool, lenient: bool):
+    return _predict_rows(_model(*settings), batch, use_rationales, lenient)
 
 
-def _pool(model: Any, workers: int, threads: int):
+def _pool(workers: int):
     from concurrent.futures import ProcessPoolExecutor
     import multiprocessing
 
+    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+
+
+def _worker_settings(model: Any, threads: int) -> tuple:
+    """What a worker process needs to load ``model`` again (``_model``'s arguments)."""
     backend = model._rationale_backend
     if model.path is None or not isinstance(backend, str):
         raise ValueError("--workers needs a model loaded from a checkpoint directory with a named rationale "
                          "backend (each worker process loads it again)")
-    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
-                               initializer=_init_worker,
-                               initargs=(str(model.path), backend, model.precision, threads))
+    return str(model.path), backend, model.precision, threads
 
 
 def predict_file(model: Any, src: str | Path, dest: str | Path, batch_size: int = 64, lenient: bool = False,
@@ -159,7 +159,8 @@ def predict_file(model: Any, src: str | Path, dest: str | Path, batch_size: int 
         bar.start()
         task = bar.add_task("predict", total=total, completed=len(done), rate="–")
 
-    pool = _pool(model, workers, worker_threads) if workers > 1 else None
+    settings = _worker_settings(model, worker_threads) if workers > 1 else None
+    pool = _pool(workers) if workers > 1 else None
     with open(dest, "a", encoding="utf-8") as out:
         batch: list[tuple[int, dict[str, Any]]] = []
         seen: set[str] = set()  # ids read from this input in this run
@@ -194,7 +195,7 @@ def predict_file(model: Any, src: str | Path, dest: str | Path, batch_size: int 
                 land(first, last, len(batch), _predict_rows(model, batch, use_rationales, lenient))
             else:
                 in_flight.append((first, last, len(batch),
-                                  pool.submit(_worker_rows, list(batch), use_rationales, lenient)))
+                                  pool.submit(_worker_rows, settings, list(batch), use_rationales, lenient)))
                 drain(2 * workers)
             batch.clear()
 
