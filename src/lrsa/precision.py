@@ -13,12 +13,12 @@ from __future__ import annotations
 import contextlib
 import functools
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 import torch
 
 Precision = Literal["fp32", "bf16"]
-PRECISIONS: tuple[str, ...] = ("fp32", "bf16")
+PRECISIONS: tuple[str, ...] = get_args(Precision)
 
 
 @functools.lru_cache(maxsize=1)

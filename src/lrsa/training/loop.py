@@ -272,15 +272,12 @@ def train(run: RunConfig, out_dir: str | Path, data_dir: str | Path | None = Non
             sched.step()
             losses.append(float(loss.detach()))
             seen += len(chunk)
-        train_s = time.perf_counter() - t1
-        if world > 1:
-            fabric.barrier()
-            train_s = time.perf_counter() - t1  # the epoch ends when the slowest rank is done
         mean_loss = sum(losses) / max(1, len(losses))
         rngs = None
-        if world > 1:
+        if world > 1:  # the epoch ends when the slowest rank is done
             mean_loss = float(fabric.all_reduce(torch.tensor(mean_loss), reduce_op="mean"))
             rngs = _gather(torch.get_rng_state(), world)  # saved with the state: an exact resume per rank
+        train_s = time.perf_counter() - t1
         if rank != 0:  # rank 0 evaluates, writes and decides; the others follow its decision
             best_f1, best_epoch = fabric.broadcast(None, src=0)
             continue
