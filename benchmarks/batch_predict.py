@@ -84,11 +84,9 @@ def main() -> None:
            "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cpus, "
                       f"load {os.getloadavg()[0]:.2f}"}
     print(json.dumps(fig, indent=2))
-    path = Path(args.out)
-    data = json.loads(path.read_text()) if path.exists() else {}
-    data["batch_predict"] = fig
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=2) + "\n")
+    from speed_record import record
+
+    record("batch_predict", fig, Path(args.out))
 
 
 if __name__ == "__main__":

@@ -62,10 +62,9 @@ def main() -> None:
                        "loadavg_start": [round(x, 2) for x in load0],
                        "loadavg_end": [round(x, 2) for x in os.getloadavg()]}}
     print(json.dumps(fig, indent=2))
-    data = json.loads(args.out.read_text()) if args.out.exists() else {}
-    data["ddp"] = fig
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(data, indent=2) + "\n")
+    from speed_record import record
+
+    record("ddp", fig, args.out)
     print(f"wrote {args.out}")
 
 

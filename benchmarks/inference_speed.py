@@ -66,7 +66,9 @@ def main() -> None:
     posts = real_posts(args.posts)
     load0 = os.getloadavg()
     peaks = {p: matmul_peak(dtype={"fp32": "float32", "bf16": "bfloat16"}[p]) for p in ("fp32", "bf16")}
-    old = json.loads(args.out.read_text()).get("inference", {}) if args.out.exists() else {}
+    from speed_record import read, record
+
+    old = read(args.out).get("inference", {})
     rows = {k: v for k, v in old.get("rows", {}).items() if args.only and not k.startswith(args.only)}
     for name, ckpt in (("text", args.text_checkpoint), ("lrsa", args.lrsa_checkpoint)):
         if args.only and name != args.only:
@@ -110,10 +112,7 @@ def main() -> None:
         n, p = key.split("_")
         print(f"| {n} | {p} | {r['posts_per_s_best']} | {r['test_jmasa_f1']} | {r['encoder_gflops']['posts_16']} "
               f"| {100 * r['encoder_fraction_of_peak']['posts_16']:.0f} % of {peaks[p]['gflops_best']} |")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    data = json.loads(args.out.read_text()) if args.out.exists() else {}
-    data["inference"] = fig
-    args.out.write_text(json.dumps(data, indent=2) + "\n")
+    record("inference", fig, args.out)
     print(f"wrote {args.out}")
 
 

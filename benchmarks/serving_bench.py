@@ -352,17 +352,14 @@ def main() -> None:
     print(f"\nwrote {args.out}")
     # the headline figures (micro-batching on, JSON posts) also go to results/benchmarks/speed.json
     from lrsa.io import git_commit
+    from speed_record import record
 
     on = result["batching_on"]["text"]
-    speed = REPO / "results" / "benchmarks" / "speed.json"
-    data = json.loads(speed.read_text()) if speed.exists() else {}
-    data["service"] = {"requests": on["requests"], "errors": on["errors"], "requests_per_s": on["requests_per_s"],
+    record("service", {"requests": on["requests"], "errors": on["errors"], "requests_per_s": on["requests_per_s"],
                        "p95_ms": on["latency_ms"]["p95"], "p50_ms": on["latency_ms"]["p50"],
                        "concurrency": args.concurrency, "rss_growth_pct": result["batching_on"]["rss_growth_pct"],
                        "checkpoint": str(args.checkpoint), "torch_threads": result["settings"]["torch_threads"],
-                       "commit": git_commit(), "machine": result["machine"], "details": str(args.out)}
-    speed.parent.mkdir(parents=True, exist_ok=True)
-    speed.write_text(json.dumps(data, indent=2) + "\n")
+                       "commit": git_commit(), "machine": result["machine"], "details": str(args.out)})
 
 
 def print_report(r: dict[str, Any]) -> None:
