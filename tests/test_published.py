@@ -74,8 +74,11 @@ def test_aspect_level_records_belong_to_their_aspect_and_never_feed_jmasa(root, 
     # an aspect-level bundle is refused where aspects must be found, by the loader and by training
     with pytest.raises(DataError, match="aspect-level"):
         load_bundle("twitter2015", "arkmsa-aspect", root)
+    from lrsa.rationales.bundle import bundle_path
     from lrsa.training.data import load_rationales
 
+    if not bundle_path("twitter2015", "arkmsa-aspect").is_file():  # derived from the data, never committed
+        import_published("twitter2015", "arkmsa-aspect", data_dir)
     jmasa = RunConfig.model_validate({"train": {"rationale_source": "arkmsa-aspect"}, "model": {"host": "span"}})
     with pytest.raises(DataError, match="aspect-level"):
         load_rationales(jmasa)

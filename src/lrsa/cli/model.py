@@ -129,7 +129,9 @@ def predict_cmd(
     aspect: List[str] = typer.Option([], "--aspect", help="A given aspect (repeatable; MASC checkpoints, "
                                      "host: aspect): its words as they occur in the text."),
     no_rationales: bool = typer.Option(False, "--no-rationales", help="Predict without rationales."),
-    backend: str = typer.Option("lexicon", "--rationale-backend", help="Rationale backend (lrsa.rationales)."),
+    backend: str = typer.Option("lexicon", "--rationale-backend", "--rationales",
+                                help="Rationale backend: lexicon (instant), local (Qwen2.5-Coder-0.5B via llama.cpp; "
+                                     "a few seconds per post on 2 cores), openai, import."),
     precision: Optional[str] = PrecisionOption,
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:

@@ -56,7 +56,15 @@ def generate(
     bundle_root: Optional[Path] = typer.Option(None, help="bundle root [default: artifacts/rationales]"),
     data_dir: Optional[Path] = typer.Option(None, help="benchmark data dir [default: $LRSA_DATA_DIR]"),
     max_tokens: int = typer.Option(160, help="cap on each cleaned rationale, in regex word tokens"),
-    model: Optional[str] = typer.Option(None, help="model name (openai) or GGUF path (local)"),
+    model: Optional[str] = typer.Option(None, help="openai: model name; local: qwen2.5-coder-0.5b (default), "
+                                                   "qwen2.5-coder-1.5b, smollm2-135m or a .gguf path"),
+    runtime: Optional[str] = typer.Option(None, help="local: llama.cpp (default) or transformers"),
+    n_parallel: Optional[int] = typer.Option(None, help="local llama.cpp: sequences decoded together [8]"),
+    prompt_version: Optional[str] = typer.Option(None, help="prompt templates version [openai v1, local v2]"),
+    kinds: str = typer.Option("text,image", help="parts to generate: text (L_t), image (L_i) or both"),
+    image_from: Optional[str] = typer.Option(
+        None, help="--bundle: take L_i from this existing bundle of the dataset (e.g. arkmsa, gpt4) and "
+                   "generate only L_t"),
     base_url: Optional[str] = typer.Option(None, help="openai: endpoint, e.g. https://api.openai.com/v1"),
     api_key_env: Optional[str] = typer.Option(None, help="openai: env variable holding the API key"),
     vision: Optional[bool] = typer.Option(None, help="openai: the model reads images (sent as data URLs)"),
@@ -66,7 +74,7 @@ def generate(
     temperature: Optional[float] = typer.Option(None, help="decoding temperature (0 = greedy)"),
     max_new_tokens: Optional[int] = typer.Option(None, help="LLM decoding limit, in model tokens"),
     batch_size: Optional[int] = typer.Option(None, help="local: prompts generated together"),
-    threads: Optional[int] = typer.Option(None, help="local: torch CPU threads"),
+    threads: Optional[int] = typer.Option(None, help="local: CPU threads"),
     import_file: Optional[Path] = typer.Option(None, help="import: JSONL with {id, text?, image?}"),
     price_prompt: Optional[float] = typer.Option(None, help="USD per 1M prompt tokens (cost estimate)"),
     price_completion: Optional[float] = typer.Option(None, help="USD per 1M completion tokens"),
@@ -95,7 +103,15 @@ def generate(
     opts = _backend_options(backend, model=model, base_url=base_url, api_key_env=api_key_env, vision=vision,
                             timeout_s=timeout, max_retries=retries, rpm=rpm, temperature=temperature,
                             max_new_tokens=max_new_tokens, batch_size=batch_size, threads=threads,
-                            file=import_file)
+                            file=import_file, runtime=runtime, n_parallel=n_parallel,
+                            prompt_version=prompt_version)
+    part_kinds = tuple(k.strip() for k in kinds.split(",") if k.strip())
+    if not part_kinds or any(k not in ("text", "image") for k in part_kinds):
+        raise typer.BadParameter(f"--kinds takes text, image or text,image, not {kinds!r}")
+    if image_from is not None:
+        if not bundle or dataset is None:
+            raise typer.BadParameter("--image-from composes a bundle: use it with --dataset and --bundle")
+        part_kinds = ("text",)
     be = make_backend(backend, **opts)
     if concurrency is None:
         concurrency = getattr(be, "batch_size", 8)
@@ -109,7 +125,7 @@ def generate(
         prices = {"prompt": price_prompt or 0.0, "completion": price_completion or 0.0}
     if input is not None:
         _generate_stream(input, be, store, out, report, limit, chunk_size, concurrency, max_tokens, prices,
-                         progress)
+                         progress, part_kinds)
         return
     t0 = time.time()
     with Progress(TextColumn(f"{dataset} {backend}"), BarColumn(), MofNCompleteColumn(),
@@ -121,7 +137,7 @@ def generate(
             bar.update(task, completed=done, total=total)
 
         res = run(inputs, be, cache=store, concurrency=concurrency, max_tokens=max_tokens,
-                  on_progress=on_progress, prices=prices)
+                  on_progress=on_progress, prices=prices, kinds=part_kinds)
     elapsed = time.time() - t0
     if store is not None:
         store.close()
@@ -139,18 +155,29 @@ def generate(
             raise typer.Exit(1)
         cmd = "lrsa rationales generate " + " ".join(shlex.quote(a) for a in sys.argv[2 + sys.argv[1:].index("generate"):]) \
             if "generate" in sys.argv else None
-        path = write_bundle(dataset, source or backend, res.records(), be.provenance(), root=bundle_root,
-                            generation_s=elapsed, command=cmd,
-                            extra={"report": {k: rep[k] for k in ("requested", "generated", "cached", "failed",
-                                                                  "retried", "prompt_tokens",
-                                                                  "completion_tokens", "flagged")}})
+        records, prov = res.records(), be.provenance()
+        if image_from is not None:
+            from lrsa.rationales.bundle import compose_image
+
+            records, prov = compose_image(dataset, records, prov, image_from, root=bundle_root)
+        cost = {"report": {k: rep[k] for k in ("requested", "generated", "cached", "failed", "retried",
+                                               "prompt_tokens", "completion_tokens", "flagged")}}
+        from lrsa.rationales.bundle import read_manifest
+
+        old = read_manifest(dataset, bundle_root).get("sources", {}).get(source or backend)
+        if res.report.generated == 0 and old and old.get("report"):
+            # rewritten from the cache alone: the generation cost is the one recorded when it was generated
+            elapsed, cost = old.get("generation_s"), {"report": old["report"]}
+        path = write_bundle(dataset, source or backend, records, prov, root=bundle_root,
+                            generation_s=elapsed, command=cmd, extra=cost)
         typer.echo(f"bundle: {path} ({path.stat().st_size} bytes)", err=True)
     if res.missing:
         raise typer.Exit(2)
 
 
 def _generate_stream(input: Path, be, store, out: Optional[Path], report: Optional[Path], limit: Optional[int],
-                     chunk_size: int, concurrency: int, max_tokens: int, prices, progress: bool) -> None:
+                     chunk_size: int, concurrency: int, max_tokens: int, prices, progress: bool,
+                     kinds: tuple[str, ...] = ("text", "image")) -> None:
     """--input: stream posts through the runner in chunks; --out is written as it goes, then renamed."""
     import gzip
     import itertools
@@ -188,7 +215,7 @@ def _generate_stream(input: Path, be, store, out: Optional[Path], report: Option
 
         try:
             rep = generate_stream(posts, be, sink, chunk_size=chunk_size, cache=store, concurrency=concurrency,
-                                  max_tokens=max_tokens, prices=prices)
+                                  max_tokens=max_tokens, prices=prices, kinds=kinds)
         finally:
             if fh is not None:
                 fh.close()
@@ -313,6 +340,30 @@ def import_published_cmd(
                                  command=f"lrsa rationales import-published --dataset {dataset} --source {source}")
     miss = ", ".join(f"{k} {v}" for k, v in cov["missing"].items())
     typer.echo(f"bundle: {path} ({cov['records']} records; missing: {miss})")
+
+
+@rationales_app.command("report")
+def report_cmd(
+    dataset: str = typer.Option(..., help="named dataset"),
+    source: list[str] = typer.Option([], help="bundle sources to compare (repeatable) [default: every bundle]"),
+    out_dir: Path = typer.Option(Path("results/rationales/quality"), help="writes <dataset>.json and .md"),
+    data_dir: Optional[Path] = typer.Option(None, help="benchmark data dir [default: $LRSA_DATA_DIR]"),
+    bundle_root: Optional[Path] = typer.Option(None, help="bundle root [default: artifacts/rationales]"),
+) -> None:
+    """Quality report of rationale bundles on the dev split: length, aspects named, unsupported entities,
+    stated sentiment vs gold, cost (a diagnostic; never an input to training)."""
+    from lrsa.io import atomic_write_json, atomic_write_text
+    from lrsa.rationales.bundle import available_sources
+    from lrsa.rationales.quality import markdown, quality
+
+    sources = source or available_sources(dataset, bundle_root)
+    reports = [quality(dataset, s, data_dir, bundle_root) for s in sources]
+    atomic_write_json(out_dir / f"{dataset}.json", {"dataset": dataset, "split": "dev", "sources": reports})
+    md = (f"# Rationale quality on {dataset} dev\n\nWritten by `lrsa rationales report --dataset {dataset}`; "
+          "definitions in `lrsa/rationales/quality.py`. A diagnostic only: nothing here feeds a model.\n\n"
+          + markdown(reports))
+    atomic_write_text(out_dir / f"{dataset}.md", md)
+    typer.echo(md)
 
 
 def register(app: typer.Typer) -> None:

@@ -66,6 +66,10 @@ class Backend(ABC):
     def prompt_hash(self, task: str) -> str:
         return load_template(task, self.prompt_version).hash
 
+    def reads_image_texts(self, task: str) -> bool:
+        """Whether the prompt of ``task`` reads the image-side texts (they then enter the cache key)."""
+        return task != "text" or load_template(task, self.prompt_version).uses_image_texts
+
     def provenance(self) -> dict[str, Any]:
         from lrsa.rationales.prompts import prompt_hashes
 
@@ -104,6 +108,9 @@ class LexiconBackend(Backend):
 
     def prompt_hash(self, task: str) -> str:
         return lexicon_phrases(self.prompt_version)[1]
+
+    def reads_image_texts(self, task: str) -> bool:
+        return task != "text"
 
     def provenance(self) -> dict[str, Any]:
         return {"backend": self.name, "model": self.model, "prompt_version": f"lexicon_{self.prompt_version}",
@@ -147,6 +154,9 @@ class ImportBackend(Backend):
 
     def prompt_hash(self, task: str) -> str:
         return "none"
+
+    def reads_image_texts(self, task: str) -> bool:
+        return task != "text"
 
     def provenance(self) -> dict[str, Any]:
         return {"backend": self.name, "model": self.model, "prompt_version": None, "prompt_hash": None,

@@ -169,3 +169,34 @@ def write_bundle(dataset: str, source: str, records: Iterable[dict[str, Any]], p
     atomic_write_bytes(path.parent / MANIFEST,
                         (json.dumps(manifest, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
     return path
+
+
+def compose_image(dataset: str, records: list[dict[str, Any]], provenance: dict[str, Any], image_from: str,
+                  root: str | Path | None = None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Records whose L_t is ``records``' text and whose L_i is taken from the existing tweet-level bundle
+    ``image_from`` (with its per-record image provenance: source, missing). Every record needs a partner."""
+    other = load_bundle(dataset, image_from, root)
+    entry = read_manifest(dataset, root)["sources"][image_from]
+    out = []
+    for r in records:
+        o = other.get(r["id"])
+        if o is None:
+            raise DataError(str(bundle_path(dataset, image_from, root)), r["id"], "no record for this sentence")
+        prov = {k: v for k, v in (r.get("provenance") or {}).items() if k != "flags" or isinstance(v, dict)}
+        flags = {k: v for k, v in prov.pop("flags", {}).items() if k == "text"}
+        if flags:
+            prov["flags"] = flags
+        prov.pop("image_source", None)  # what the L_t prompt read as context, not where L_i comes from
+        prov["image_source"] = o.provenance.get("image_source") or image_from
+        if "image" in o.provenance.get("missing", []):
+            prov["missing"] = ["image"]
+        rec = {"id": r["id"], "text": r["text"], "image": o.image}
+        if prov:
+            rec["provenance"] = prov
+        out.append(rec)
+    image_prov = entry.get("provenance", {})
+    composed = {**provenance, "level": "tweet", "text": f"{provenance.get('backend')} {provenance.get('model')}",
+                "text_source": f"{provenance.get('backend')}:{provenance.get('model_name', provenance.get('model'))}",
+                "image": f"bundle {image_from} (sha256 {entry.get('sha256')}): {image_prov.get('image', '')}".strip(),
+                "image_model": image_prov.get("model")}
+    return out, composed

@@ -108,7 +108,8 @@ def _plan(inputs: list[RationaleInput], backend: Backend, kinds: tuple[str, ...]
             if task is None:
                 skipped += 1
                 continue
-            ih = inp.input_hash(kind, with_image_bytes=backend.vision and task == "image")
+            ih = inp.input_hash(kind, with_image_bytes=backend.vision and task == "image",
+                                with_image_texts=backend.reads_image_texts(task))
             ph = backend.prompt_hash(task)
             parts.append(_Part(inp, kind, task, cache_key(backend.name, backend.model, ph, settings, ih, kind),
                                ih, ph))

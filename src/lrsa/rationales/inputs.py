@@ -42,10 +42,11 @@ class RationaleInput:
     image_source: str | None = None  # where image_texts came from: "gpt4_descriptions", "mdca_captions", ...
     extra: dict = field(default_factory=dict, compare=False, hash=False)
 
-    def input_hash(self, kind: str, with_image_bytes: bool) -> str:
-        """sha256 of what a backend receives for ``kind`` ("text" or "image")."""
+    def input_hash(self, kind: str, with_image_bytes: bool, with_image_texts: bool = False) -> str:
+        """sha256 of what a backend receives for ``kind`` ("text" or "image"); a text prompt that reads the
+        image-side texts (``with_image_texts``) hashes them too."""
         payload: dict = {"kind": kind, "text": self.text}
-        if kind == "image":
+        if kind == "image" or with_image_texts:
             payload["image_texts"] = list(self.image_texts)
             if with_image_bytes and self.image_path:
                 payload["image_sha256"] = sha256_file(self.image_path)

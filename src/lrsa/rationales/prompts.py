@@ -1,10 +1,16 @@
 """Versioned prompt templates and the chat messages built from them.
 
 A template is a text file in ``prompts/`` named ``<task>_<version>.txt`` with a ``### system`` and a
-``### user`` section; placeholders use ``string.Template`` syntax (``$text``, ``$image_texts``). The hash of
-a template is the sha256 of its bytes (first 12 hex digits); it goes into every cache key and provenance
+``### user`` section; placeholders use ``string.Template`` syntax (``$text``; ``$image_texts``, the image-side
+texts one per line; ``$image_summary``, the first three on one line). The hash of a template is the sha256 of its bytes (first 12 hex digits); it goes into every cache key and provenance
 record, so editing a template invalidates what it produced. Messages are built from a ``RationaleInput``,
 which carries no aspects and no labels, so a prompt cannot leak gold annotations.
+
+A version names a set of templates: ``v2`` holds a new tweet-level L_t prompt (who or what the post is about
+and the author's attitude to each, with the image-side texts as context) and no new image prompts, so a task
+without a file at the requested version uses its newest earlier one (the template's own name and hash are
+what provenance records). ``PromptTemplate.uses_image_texts`` tells whether a text prompt reads the image-side
+texts, so that they enter its cache key.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from typing import Any
 from lrsa.rationales.inputs import RationaleInput
 
 DEFAULT_VERSION = "v1"
+SUMMARY_TEXTS = 3  # image-side texts in ``$image_summary``
 TASKS = ("text", "image", "image_from_texts")
 
 
@@ -34,6 +41,10 @@ class PromptTemplate:
     @property
     def name(self) -> str:
         return f"{self.task}_{self.version}"
+
+    @property
+    def uses_image_texts(self) -> bool:
+        return any(k in self.system + self.user for k in ("$image_texts", "$image_summary"))
 
     def messages(self, **values: str) -> list[dict[str, Any]]:
         return [
@@ -53,10 +64,36 @@ def text_hash(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()[:12]
 
 
+def _exists(name: str) -> bool:
+    return resources.files("lrsa.rationales").joinpath("prompts").joinpath(name).is_file()
+
+
+def versions() -> list[str]:
+    """Prompt versions that exist: those with at least one template file."""
+    folder = resources.files("lrsa.rationales").joinpath("prompts")
+    found = {p.name.rsplit("_", 1)[1][:-4] for p in folder.iterdir()
+             if p.name.endswith(".txt") and p.name.rsplit("_", 1)[0] in TASKS}
+    return sorted(found, key=lambda v: int(v[1:]))
+
+
+def resolve_version(task: str, version: str) -> str:
+    """The newest template version of ``task`` that is not newer than ``version`` (``v2`` -> ``v1`` when
+    the task has no ``v2`` file); a version with no template at all raises, naming the file looked for."""
+    if version not in versions():
+        raise FileNotFoundError(f"prompt template {task}_{version}.txt not found in lrsa/rationales/prompts/ "
+                                f"(prompt versions: {', '.join(versions())})")
+    for n in range(int(version[1:]), 0, -1):
+        if _exists(f"{task}_v{n}.txt"):
+            return f"v{n}"
+    raise FileNotFoundError(f"no prompt template for task {task!r} at version {version} or earlier "
+                            f"in lrsa/rationales/prompts/")
+
+
 @lru_cache(maxsize=64)
 def load_template(task: str, version: str = DEFAULT_VERSION) -> PromptTemplate:
     if task not in TASKS:
         raise KeyError(f"unknown prompt task {task!r}; known: {', '.join(TASKS)}")
+    version = resolve_version(task, version)
     raw = _read(f"{task}_{version}.txt")
     sections: dict[str, list[str]] = {}
     current = None
@@ -93,8 +130,11 @@ def build_messages(task: str, inp: RationaleInput, version: str = DEFAULT_VERSIO
     """Chat messages for one task of one input (without the image attachment, which the backend adds)."""
     tpl = load_template(task, version)
     image_texts = "\n".join(f"- {t}" for t in inp.image_texts)
-    return tpl.messages(text=inp.text, image_texts=image_texts)
+    # the first SUMMARY_TEXTS image-side texts on one line: enough context for a text prompt, short to prefill
+    summary = "; ".join(inp.image_texts[:SUMMARY_TEXTS]) or "no description"
+    return tpl.messages(text=inp.text, image_texts=image_texts, image_summary=summary)
 
 
 def prompt_hashes(version: str = DEFAULT_VERSION) -> dict[str, str]:
-    return {task: load_template(task, version).hash for task in TASKS}
+    """Template name -> hash for every task at ``version`` (``{"text_v2": ..., "image_v1": ...}``)."""
+    return {load_template(task, version).name: load_template(task, version).hash for task in TASKS}
