@@ -317,3 +317,38 @@ def test_cli_run_against_a_server_that_answers_empty_fails_and_caches_no_hole(tm
     assert len(outputs) == 20 - n_empty and all(o.strip() for o in outputs)
     written = [json.loads(x) for x in (tmp_path / "out.jsonl").read_text().splitlines()]
     assert len(written) == 20 - n_empty and all(w["text"] for w in written)  # failed posts left out, no holes
+
+
+@pytest.mark.data
+def test_a_bundle_grows_by_split_and_resumes_on_a_machine_without_the_cache(tmp_path, data_dir):
+    """--bundle keeps the records of splits written earlier; a new machine (empty cache) asks for nothing
+    the committed bundle already holds."""
+    from typer.testing import CliRunner
+
+    from lrsa.cli import app
+    from lrsa.rationales.bundle import load_bundle, read_manifest
+
+    root = tmp_path / "bundles"
+
+    def run(split: str, cache: str, srv) -> dict:
+        args = ["rationales", "generate", "--dataset", "twitter2015", "--split", split, "--backend", "openai",
+                "--base-url", srv.url, "--model", "fake", "--kinds", "text", "--cache", str(tmp_path / cache),
+                "--bundle", "--source", "fake", "--bundle-root", str(root), "--data-dir", str(data_dir),
+                "--no-progress"]
+        r = CliRunner().invoke(app, args)
+        assert r.exit_code == 0, r.output
+        return json.loads(r.stdout[r.stdout.index("{"):])
+
+    with FakeLLMServer(FaultPlan()) as srv:
+        assert run("dev", "a.sqlite", srv)["generated"] == 727
+        dev = load_bundle("twitter2015", "fake", root)
+        assert run("test", "b.sqlite", srv)["generated"] == 674  # another machine: only the test split
+        entry = read_manifest("twitter2015", root)["sources"]["fake"]
+        assert entry["counts"] == {"dev": 727, "test": 674} and entry["report"]["generated"] == 727 + 674
+        both = load_bundle("twitter2015", "fake", root)
+        assert all(both[k].text == r.text for k, r in dev.items())  # the dev records were kept as they were
+        calls = len(srv.log)
+        again = run("dev", "c.sqlite", srv)  # an empty cache again: the bundle is the resume point
+        assert again["generated"] == 0 and again["cached"] == 727 and len(srv.log) == calls
+    after = read_manifest("twitter2015", root)["sources"]["fake"]
+    assert after["sha256"] == entry["sha256"] and after["report"]["generated"] == 727 + 674

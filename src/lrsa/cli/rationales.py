@@ -120,6 +120,12 @@ def generate(
         cache = cache or default_cache_path()
         store = RationaleCache(cache)
         typer.echo(f"cache: {cache} ({len(store)} entries)", err=True)
+    previous = _previous_bundle(dataset, source or backend, bundle_root, be) if bundle and dataset else None
+    if previous is not None and store is not None:
+        from lrsa.rationales.generate import seed_cache
+
+        n = seed_cache(inputs, be, store, previous[0], part_kinds)
+        typer.echo(f"resuming from the existing {source or backend} bundle: {n} parts taken into the cache", err=True)
     prices = None
     if price_prompt is not None or price_completion is not None:
         prices = {"prompt": price_prompt or 0.0, "completion": price_completion or 0.0}
@@ -160,19 +166,57 @@ def generate(
             from lrsa.rationales.bundle import compose_image
 
             records, prov = compose_image(dataset, records, prov, image_from, root=bundle_root)
-        cost = {"report": {k: rep[k] for k in ("requested", "generated", "cached", "failed", "retried",
-                                               "prompt_tokens", "completion_tokens", "flagged")}}
-        from lrsa.rationales.bundle import read_manifest
-
-        old = read_manifest(dataset, bundle_root).get("sources", {}).get(source or backend)
-        if res.report.generated == 0 and old and old.get("report"):
-            # rewritten from the cache alone: the generation cost is the one recorded when it was generated
-            elapsed, cost = old.get("generation_s"), {"report": old["report"]}
+        keys = ("requested", "generated", "cached", "failed", "retried", "prompt_tokens", "completion_tokens",
+                "flagged")
+        report_now = {k: rep[k] for k in keys}
+        if previous is not None:
+            # the bundle grows: records of other splits are kept, and the generation cost adds up
+            old_records, old_entry = previous
+            mine = {r["id"] for r in records}
+            order = {ex_id: i for i, ex_id in enumerate(_dataset_ids(dataset, data_dir))}
+            base = old_entry["provenance"]
+            kept = []
+            for k, r in old_records.items():
+                if k in mine:
+                    continue
+                rec = {"id": k, "text": r.text, "image": r.image}
+                own = {p: v for p, v in r.provenance.items() if p not in base or base[p] != v}
+                if own:
+                    rec["provenance"] = own
+                kept.append(rec)
+            records = sorted(records + kept, key=lambda r: order.get(r["id"], len(order)))
+            old_rep = old_entry.get("report") or {}
+            report_now = {"generated": old_rep.get("generated", 0) + rep["generated"],
+                          "prompt_tokens": old_rep.get("prompt_tokens", 0) + rep["prompt_tokens"],
+                          "completion_tokens": old_rep.get("completion_tokens", 0) + rep["completion_tokens"],
+                          "failed": rep["failed"], "requested": len(records),
+                          "flagged": {f: (old_rep.get("flagged") or {}).get(f, 0) + n
+                                      for f, n in rep["flagged"].items()}}
+            elapsed = (old_entry.get("generation_s") or 0.0) + (elapsed if rep["generated"] else 0.0)
         path = write_bundle(dataset, source or backend, records, prov, root=bundle_root,
-                            generation_s=elapsed, command=cmd, extra=cost)
+                            generation_s=elapsed, command=cmd, extra={"report": report_now})
         typer.echo(f"bundle: {path} ({path.stat().st_size} bytes)", err=True)
     if res.missing:
         raise typer.Exit(2)
+
+
+def _previous_bundle(dataset: str, source: str, root: Optional[Path], backend) -> Optional[tuple]:
+    """(records, manifest entry) of an existing bundle written by the same backend, model, prompts and
+    settings, or None (no bundle, or one written differently: it is then replaced, not grown)."""
+    from lrsa.rationales.bundle import bundle_path, load_bundle, read_manifest
+    from lrsa.rationales.generate import same_outputs
+
+    entry = read_manifest(dataset, root).get("sources", {}).get(source)
+    if not entry or not bundle_path(dataset, source, root).is_file() \
+            or not same_outputs(entry.get("provenance", {}), backend.provenance()):
+        return None
+    return load_bundle(dataset, source, root, level=entry["provenance"].get("level", "tweet")), entry
+
+
+def _dataset_ids(dataset: str, data_dir: Optional[Path]) -> list[str]:
+    from lrsa.data.registry import get, load_dataset
+
+    return [ex.id for s in get(dataset).splits for ex in load_dataset(dataset, s, data_dir)]
 
 
 def _generate_stream(input: Path, be, store, out: Optional[Path], report: Optional[Path], limit: Optional[int],

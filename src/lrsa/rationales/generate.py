@@ -272,3 +272,32 @@ def rationalize(post: Example | RationaleInput | str, backend: Backend, cache: R
         raise BackendError(f"rationale generation failed for parts {res.missing[inp.id]} "
                            f"(report: {res.report.to_dict()})")
     return res.rationales[inp.id]
+
+
+#: provenance fields that decide whether two runs of a backend produce the same outputs
+SAME_OUTPUT_KEYS = ("backend", "model", "prompt_version", "prompt_hashes", "settings")
+
+
+def same_outputs(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    return all(a.get(k) == b.get(k) for k in SAME_OUTPUT_KEYS)
+
+
+def seed_cache(inputs: list[RationaleInput], backend: Backend, cache: RationaleCache,
+               records: dict[str, Rationale], kinds: tuple[str, ...] = KINDS) -> int:
+    """Put the parts that an existing bundle of the same backend, model, prompts and settings already holds
+    into the cache (so that a bundle committed on one machine resumes on another); returns how many.
+    A bundle holds cleaned texts: cleaning them again leaves them as they are. Token counts are unknown (0)."""
+    from lrsa.rationales.published import MISSING
+
+    parts, _ = _plan(inputs, backend, kinds)
+    have = cache.get_many([p.key for p in parts])
+    settings = backend.settings()
+    n = 0
+    for p in parts:
+        r = records.get(p.inp.id)
+        text = getattr(r, p.kind) if r is not None else ""
+        if p.key in have or not text or text == MISSING or (r.provenance.get("flags") or {}).get(p.kind):
+            continue
+        n += cache.put(p.key, backend=backend.name, model=backend.model, prompt_hash=p.prompt_hash,
+                       settings=settings, input_hash=p.input_hash, kind=p.kind, output=text, item_id=p.inp.id)
+    return n
