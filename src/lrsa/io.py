@@ -80,16 +80,18 @@ def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
 
 
 def git_commit() -> str | None:
-    """The commit of the checkout this package runs from (``+dirty`` when it has uncommitted changes to
-    tracked files), or None outside a git checkout."""
+    """The commit of the checkout this package runs from (``+dirty`` when its code, configs or pins have
+    uncommitted changes; outputs such as results/ or the README table do not count), or None outside a git
+    checkout."""
     import subprocess
 
     here = Path(__file__).parent
     try:
         head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
                               cwd=here).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
-                               text=True, check=True, cwd=here).stdout.strip()
+        code = [":(top)src", ":(top)configs", ":(top)pyproject.toml", ":(top)constraints.txt"]
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", *code],
+                               capture_output=True, text=True, check=True, cwd=here).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return None
     return head + ("+dirty" if dirty else "")
