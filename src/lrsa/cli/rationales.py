@@ -59,7 +59,7 @@ def generate(
     model: Optional[str] = typer.Option(None, help="openai: model name; local: qwen2.5-coder-0.5b (default), "
                                                    "qwen2.5-coder-1.5b, smollm2-135m or a .gguf path"),
     runtime: Optional[str] = typer.Option(None, help="local: llama.cpp (default) or transformers"),
-    n_parallel: Optional[int] = typer.Option(None, help="local llama.cpp: sequences decoded together [8]"),
+    n_parallel: Optional[int] = typer.Option(None, help="local llama.cpp: sequences decoded together [32]"),
     prompt_version: Optional[str] = typer.Option(None, help="prompt templates version [openai v1, local v2]"),
     kinds: str = typer.Option("text,image", help="parts to generate: text (L_t), image (L_i) or both"),
     image_from: Optional[str] = typer.Option(
@@ -169,30 +169,11 @@ def generate(
         keys = ("requested", "generated", "cached", "failed", "retried", "prompt_tokens", "completion_tokens",
                 "flagged")
         report_now = {k: rep[k] for k in keys}
-        if previous is not None:
-            # the bundle grows: records of other splits are kept, and the generation cost adds up
-            old_records, old_entry = previous
-            mine = {r["id"] for r in records}
-            order = {ex_id: i for i, ex_id in enumerate(_dataset_ids(dataset, data_dir))}
-            base = old_entry["provenance"]
-            kept = []
-            for k, r in old_records.items():
-                if k in mine:
-                    continue
-                rec = {"id": k, "text": r.text, "image": r.image}
-                own = {p: v for p, v in r.provenance.items() if p not in base or base[p] != v}
-                if own:
-                    rec["provenance"] = own
-                kept.append(rec)
-            records = sorted(records + kept, key=lambda r: order.get(r["id"], len(order)))
-            old_rep = old_entry.get("report") or {}
-            report_now = {"generated": old_rep.get("generated", 0) + rep["generated"],
-                          "prompt_tokens": old_rep.get("prompt_tokens", 0) + rep["prompt_tokens"],
-                          "completion_tokens": old_rep.get("completion_tokens", 0) + rep["completion_tokens"],
-                          "failed": rep["failed"], "requested": len(records),
-                          "flagged": {f: (old_rep.get("flagged") or {}).get(f, 0) + n
-                                      for f, n in rep["flagged"].items()}}
-            elapsed = (old_entry.get("generation_s") or 0.0) + (elapsed if rep["generated"] else 0.0)
+        if previous is not None:  # the bundle grows: records of other splits are kept, the cost adds up
+            from lrsa.rationales.bundle import grow
+
+            records, report_now, elapsed = grow(records, report_now, elapsed, *previous,
+                                                _dataset_ids(dataset, data_dir))
         path = write_bundle(dataset, source or backend, records, prov, root=bundle_root,
                             generation_s=elapsed, command=cmd, extra={"report": report_now})
         typer.echo(f"bundle: {path} ({path.stat().st_size} bytes)", err=True)

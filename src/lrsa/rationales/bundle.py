@@ -200,3 +200,32 @@ def compose_image(dataset: str, records: list[dict[str, Any]], provenance: dict[
                 "image": f"bundle {image_from} (sha256 {entry.get('sha256')}): {image_prov.get('image', '')}".strip(),
                 "image_model": image_prov.get("model")}
     return out, composed
+
+
+def grow(records: list[dict[str, Any]], report: dict[str, Any], generation_s: float,
+         old_records: dict[str, Rationale], old_entry: dict[str, Any], order: list[str]
+         ) -> tuple[list[dict[str, Any]], dict[str, Any], float]:
+    """A bundle grown by this run: the old bundle's records of ids this run did not write are kept (per-record
+    provenance reduced to what differs from the manifest's), sorted in dataset ``order``; the generation
+    report and seconds add up (seconds only when this run generated anything)."""
+    mine = {r["id"] for r in records}
+    base = old_entry["provenance"]
+    kept = []
+    for k, r in old_records.items():
+        if k in mine:
+            continue
+        rec = {"id": k, "text": r.text, "image": r.image}
+        own = {p: v for p, v in r.provenance.items() if p not in base or base[p] != v}
+        if own:
+            rec["provenance"] = own
+        kept.append(rec)
+    rank = {ex_id: i for i, ex_id in enumerate(order)}
+    merged = sorted(records + kept, key=lambda r: rank.get(r["id"], len(rank)))
+    old = old_entry.get("report") or {}
+    summed = {"generated": old.get("generated", 0) + report["generated"],
+              "prompt_tokens": old.get("prompt_tokens", 0) + report["prompt_tokens"],
+              "completion_tokens": old.get("completion_tokens", 0) + report["completion_tokens"],
+              "failed": report["failed"], "requested": len(merged),
+              "flagged": {f: (old.get("flagged") or {}).get(f, 0) + n for f, n in report["flagged"].items()}}
+    seconds = (old_entry.get("generation_s") or 0.0) + (generation_s if report["generated"] else 0.0)
+    return merged, summed, seconds

@@ -31,7 +31,7 @@ _SENT_SPLIT = re.compile(r"(?<=[.!?])\s+")
 _POLARITY = {"positive": "POS", "neutral": "NEU", "negative": "NEG"}
 _POL_WORD = re.compile(r"\b(positive|neutral|negative)\b", re.I)
 _STOP = {"The", "This", "That", "These", "Those", "It", "Its", "He", "She", "They", "We", "I", "You", "A", "An",
-         "In", "On", "At", "For", "And", "But", "Or", "If", "As", "The", "There", "Their", "His", "Her", "Our",
+         "In", "On", "At", "For", "And", "But", "Or", "If", "As", "There", "Their", "His", "Her", "Our",
          "My", "Your", "Overall", "Sentiment", "Positive", "Negative", "Neutral", "Tweet", "Image", "Author",
          "RT", "To", "Of", "With", "By", "From", "Not", "No", "Yes", "However", "Also", "So", "Some", "What",
          "Who", "Which", "When", "Where", "Why", "How", "All", "One", "Two", "Both", "Each", "Here", "Then",
