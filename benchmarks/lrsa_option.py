@@ -1,15 +1,17 @@
-"""Experiment: one model option of the full LRSA (span host) against the committed table, per seed.
+"""Experiment: one model or training option against the committed table, per seed (JMASA or MASC).
 
-Trains the span host's ``lrsa`` variant with the given overrides on the full profile's settings
-(resumable runs under ``runs/exp/<name>/``), then pairs each seed with the committed full-profile runs of
-the same seed (``runs/reproduce/full/``): ``text`` (no side input) and ``lrsa`` with the defaults.
-Writes results/experiments/<name>.{md,json}: dev (the selection split) and test JMASA F1, the paired
-differences, training time per epoch, and which setting dev selects. Test takes no part in the choice.
+Trains the chosen variants (default: ``lrsa``) with the given overrides on the full profile's settings
+(the overrides win over the profile's schedule; resumable runs under ``runs/exp/<name>/``), then pairs
+each seed with the committed run records of the same seed (``results/<dataset>/runs/``): ``text`` and the
+same variant with the defaults. Writes results/experiments/<name>.{md,json}: the selection score on dev
+and the headline score on test (JMASA F1, or MASC accuracy with macro-F1 beside it), paired differences
+(seeds, and the paired bootstrap over test items where both records have per-item counts), training time
+per epoch, and which setting dev selects. Test takes no part in the choice.
 
     LRSA_DATA_DIR=../shared/data .venv/bin/python benchmarks/lrsa_option.py --name fusion_gate \
         --set model.fusion_gate=zero --seeds 3 --threads 1
-    LRSA_DATA_DIR=../shared/data .venv/bin/python benchmarks/lrsa_option.py --name side_encoder \
-        --set model.side_encoder=shared --datasets twitter2015 --seeds 1 --threads 1
+    LRSA_DATA_DIR=../shared/data .venv/bin/python benchmarks/lrsa_option.py --name masc_all_layers \
+        --task masc --set model.train_layers=null --datasets twitter2017 --seeds 1 --threads 1
 """
 
 from __future__ import annotations
@@ -21,27 +23,29 @@ from pathlib import Path
 
 import yaml
 
-NAMES = ("text", "lrsa_default", "lrsa_option")
-
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--name", required=True, help="experiment name: runs/exp/<name>, results/experiments/<name>")
     ap.add_argument("--set", dest="sets", action="append", required=True, metavar="KEY=VALUE",
-                    help="model/train override of the lrsa runs, e.g. model.fusion_gate=zero")
+                    help="override of the option's runs, e.g. model.fusion_gate=zero (YAML value; null = None)")
+    ap.add_argument("--task", choices=("jmasa", "masc"), default="jmasa")
+    ap.add_argument("--variants", nargs="+", default=["lrsa"], help="variants trained with the option")
     ap.add_argument("--datasets", nargs="+", default=["twitter2015", "twitter2017"])
     ap.add_argument("--seeds", type=int, default=2)
     ap.add_argument("--threads", type=int, default=None)
-    ap.add_argument("--table-runs", default="runs/reproduce", help="where the full-profile runs are")
-    ap.add_argument("--rationales", default="arkmsa", help="rationale source of the lrsa rows compared")
+    ap.add_argument("--table", default="results", help="the committed table's run records")
+    ap.add_argument("--cache-dir", default="runs/reproduce/cache", help="frozen side-state cache to share")
+    ap.add_argument("--rationales", default=None,
+                    help="rationale source of the compared rows (default: arkmsa, arkmsa-aspect for MASC)")
     ap.add_argument("--data-dir", default=None)
     args = ap.parse_args()
 
-    from lrsa.config import apply_overrides
     from lrsa.data import data_checksums
     from lrsa.io import atomic_write_json, atomic_write_text, git_commit
-    from lrsa.training.reproduce import PROFILES, RunSpec, _fmt, reproduce, run_config, run_dir
-    from lrsa.training.stats import summary
+    from lrsa.training.records import counts, read_record
+    from lrsa.training.reproduce import HEADLINE, METRICS, PROFILES, RunSpec, _fmt, reproduce, run_config
+    from lrsa.training.stats import paired, summary
 
     overrides = {}
     for item in args.sets:
@@ -49,84 +53,110 @@ def main() -> None:
         if not sep:
             ap.error(f"--set {item!r}: expected KEY=VALUE")
         overrides[key] = yaml.safe_load(value)
+    task = args.task
+    host = "aspect" if task == "masc" else "span"
+    source = args.rationales or ("arkmsa-aspect" if task == "masc" else "arkmsa")
     full = PROFILES["full"]
-    base = apply_overrides({}, overrides)
+    head = HEADLINE[task]
+    metrics = {n: METRICS[task][n] for n in ([head, "masc_f1"] if task == "masc" else [head])}
     runs = Path("runs/exp") / args.name
-    reproduce("full", runs=runs, results=runs / "report", datasets=args.datasets, hosts=["span"],
-              variants=["lrsa"], tasks=["jmasa"], rationales=[args.rationales], seeds=args.seeds, data_dir=args.data_dir,
-              cache_dir=Path(args.table_runs) / "cache", threads=args.threads, base=base)
+    reproduce("full", runs=runs, results=runs / "report", datasets=args.datasets, hosts=[host],
+              variants=args.variants, tasks=[task], rationales=[source, "none"], seeds=args.seeds,
+              data_dir=args.data_dir, cache_dir=Path(args.cache_dir), threads=args.threads, overrides=overrides)
 
-    def result(root: Path, spec: RunSpec) -> dict | None:
-        f = run_dir(root, full, spec) / "result.json"
-        return json.loads(f.read_text()) if f.exists() else None
+    def spec(ds: str, variant: str, seed: int) -> RunSpec:
+        return RunSpec(ds, host, variant, seed, None if variant in ("text", "image") else source, task)
 
+    # columns: text (committed), then per trained variant its committed defaults and the option
+    columns = [("text", "text", Path(args.table))]
+    for v in args.variants:
+        if v != "text":
+            columns.append((f"{v} (defaults)", v, Path(args.table)))
+        columns.append((f"{v} (option)", v, runs / "report"))
     rows = []
     for ds in args.datasets:
         per_seed = []
         for seed in range(args.seeds):
-            lrsa = RunSpec(ds, "span", "lrsa", seed, args.rationales)
-            got = {"text": result(Path(args.table_runs), RunSpec(ds, "span", "text", seed)),
-                   "lrsa_default": result(Path(args.table_runs), lrsa),
-                   "lrsa_option": result(runs, lrsa)}
-            if not all(got.values()):
+            recs = {label: read_record(root, spec(ds, v, seed).key) for label, v, root in columns}
+            if not all(recs.values()):
                 continue
-            per_seed.append({"seed": seed, **{name: {"test_jmasa_f1": r["test"]["jmasa"]["f1"],
-                                                     "dev_jmasa_f1": r["dev"]["jmasa"]["f1"],
-                                                     "epochs": r["epochs_run"],
-                                                     "train_seconds": r["train_seconds"]}
-                                              for name, r in got.items()}})
+            per_seed.append({"seed": seed, "records": recs})
 
-        def stat(key: str, name: str) -> dict:
-            return summary([s[name][key] for s in per_seed])
+        def values(label: str, split: str, name: str) -> dict[int, float]:
+            return {s["seed"]: metrics[name](s["records"][label]["result"][split]) for s in per_seed}
 
-        rows.append({"dataset": ds, "host": "span", "seeds": [s["seed"] for s in per_seed], "per_seed": per_seed,
-                     "dev_jmasa_f1": {n: stat("dev_jmasa_f1", n) for n in NAMES},
-                     "test_jmasa_f1": {n: stat("test_jmasa_f1", n) for n in NAMES},
-                     "train_seconds_per_epoch": {n: summary([s[n]["train_seconds"] / s[n]["epochs"]
-                                                           for s in per_seed]) for n in NAMES},
-                     "option_minus_text": summary([s["lrsa_option"]["test_jmasa_f1"] - s["text"]["test_jmasa_f1"]
-                                                 for s in per_seed]),
-                     "option_minus_default": summary([s["lrsa_option"]["test_jmasa_f1"]
-                                                    - s["lrsa_default"]["test_jmasa_f1"] for s in per_seed]),
-                     "data_sha256": data_checksums(ds, args.data_dir)})
+        def items(label: str) -> dict:
+            return {s["seed"]: c for s in per_seed if (c := counts(s["records"][label])) is not None}
 
-    def fmt_delta(s: dict) -> str:
-        if s["mean"] is None:
-            return "–"
-        return f"{s['mean']:+.1f}" + ("" if s["std"] is None else f" ± {s['std']:.1f}")
+        row = {"dataset": ds, "task": task, "host": host, "seeds": [s["seed"] for s in per_seed], "columns": {}}
+        for label, _, _ in columns:
+            res = [s["records"][label]["result"] for s in per_seed]
+            row["columns"][label] = {
+                f"dev_{head}": summary(list(values(label, "dev", head).values())),
+                **{f"test_{n}": summary(list(values(label, "test", n).values())) for n in metrics},
+                "per_seed_dev": values(label, "dev", head), "per_seed_test": values(label, "test", head),
+                "train_seconds_per_epoch": summary([r["train_seconds"] / r["epochs_run"] for r in res
+                                                    if r.get("epochs_run")])}
+        comparisons = {}
+        for v in args.variants:
+            option = f"{v} (option)"
+            pairs = [("text", "option − text")] if v != "text" else []
+            pairs.append((f"{v} (defaults)" if v != "text" else "text", "option − defaults"))
+            for base, name in pairs:
+                comparisons[f"{v}: {name}"] = paired(task, values(option, "test", head), values(base, "test", head),
+                                                     items(option), items(base))
+        row["paired_test"] = comparisons
+        row["data_sha256"] = data_checksums(ds, args.data_dir)
+        rows.append(row)
 
     option = ", ".join(f"{k}={v}" for k, v in overrides.items())
-    report = {"commit": git_commit(), "experiment": args.name, "overrides": overrides,
-              "config": run_config(full, RunSpec(args.datasets[0], "span", "lrsa", 0, args.rationales),
-                                   base).model_dump(),
-              "compared_with": f"{args.table_runs}/full (defaults; the committed table)", "rows": rows}
-    lines = [f"# Experiment `{args.name}`: lrsa (span host) with {option}", "",
-             "Generated by `benchmarks/lrsa_option.py " + " ".join(sys.argv[1:]) + "`. JMASA F1 of the dev-best epoch on dev (the "
-             "selection split) and on test, mean ± std over the seeds listed; each seed's runs share data "
-             "order and initial encoder, and differences are paired per seed. Full-profile settings ("
-             + full.description + f", {args.rationales} rationales, MDCA captions as the image). "
-             "Seconds per training epoch depend on the load of the 2 shared cores at the time.", "",
+    label = {"jmasa": "JMASA F1", "masc": "MASC acc"}[task]
+    report = {"commit": git_commit(), "experiment": args.name, "task": task, "overrides": overrides,
+              "config": {v: run_config(full, spec(args.datasets[0], v, 0), overrides).model_dump()
+                         for v in args.variants},
+              "compared_with": f"{args.table}/<dataset>/runs (the committed table's records)", "rows": rows}
+    lines = [f"# Experiment `{args.name}`: {', '.join(args.variants)} ({host} host, {task}) with {option}", "",
+             "Generated by `benchmarks/lrsa_option.py " + " ".join(sys.argv[1:]) + f"`. {label} of the dev-best "
+             "epoch on dev (the selection split) and on test, mean ± std over the seeds listed; the committed "
+             "columns are the table's run records of the same seeds (same data order and initial encoder), and "
+             "differences are paired per seed, with the paired bootstrap 95 % interval over test items where "
+             f"both runs kept per-item counts. Full-profile settings ({full.description}, {source} rationales) "
+             "plus the option. Seconds per training epoch depend on the load of the 2 shared cores.", "",
              f"commit `{report['commit']}`", "",
-             f"| dataset | seeds | measure | text | lrsa (defaults) | lrsa ({option}) | option − text | "
-             "option − defaults |", "|---|---|---|---|---|---|---|---|"]
+             "| dataset | seeds | measure | " + " | ".join(c[0] for c in columns) + " |",
+             "|---|---|---|" + "---|" * len(columns)]
+    measures = [(f"dev {label} (selection)", f"dev_{head}"), (f"test {label}", f"test_{head}")]
+    if task == "masc":
+        measures.append(("test MASC macro-F1", "test_masc_f1"))
+    measures.append(("train s / epoch", "train_seconds_per_epoch"))
     for r in rows:
         seeds = ",".join(map(str, r["seeds"])) or "–"
-        for label, key in (("dev JMASA F1 (selection)", "dev_jmasa_f1"), ("test JMASA F1", "test_jmasa_f1"),
-                           ("train s / epoch", "train_seconds_per_epoch")):
-            v = r[key]
-            extra = (f" {fmt_delta(r['option_minus_text'])} | {fmt_delta(r['option_minus_default'])} |"
-                     if key == "test_jmasa_f1" else " | |")
-            lines.append(f"| {r['dataset']} | {seeds} | {label} | {_fmt(v['text'])} | {_fmt(v['lrsa_default'])} | "
-                         f"{_fmt(v['lrsa_option'])} |{extra}")
-    dev = {n: [r["dev_jmasa_f1"][n]["mean"] for r in rows if r["dev_jmasa_f1"][n]["mean"] is not None]
-           for n in ("lrsa_default", "lrsa_option")}
-    if all(dev.values()):
-        default, opt = (sum(v) / len(v) for v in (dev["lrsa_default"], dev["lrsa_option"]))
-        chosen = option if opt > default else "the defaults"
-        report["selection"] = {"dev_jmasa_f1_mean": {"defaults": round(default, 2), "option": round(opt, 2)},
-                               "chosen": chosen}
-        lines += ["", f"Selection on dev (mean dev JMASA F1 over the datasets and seeds above): defaults "
-                  f"{default:.2f}, {option} {opt:.2f}; dev selects {chosen}."]
+        for name, key in measures:
+            lines.append(f"| {r['dataset']} | {seeds} | {name} | "
+                         + " | ".join(_fmt(r["columns"][c[0]][key]) for c in columns) + " |")
+    lines += ["", f"Paired differences on test ({label}; seeds; bootstrap over test items):", ""]
+    for r in rows:
+        for name, p in r["paired_test"].items():
+            d = p["seed_diff"]
+            if d["mean"] is None:
+                continue
+            ci = p["bootstrap"]
+            boot = (f"[{ci['lo']:+.1f}, {ci['hi']:+.1f}] (seeds {','.join(map(str, ci['seeds']))})" if ci
+                    else "[no item counts]")
+            lines.append(f"- {r['dataset']}, {name}: {d['mean']:+.1f}"
+                         + ("" if d["std"] is None else f" ± {d['std']:.1f}") + f" {boot}")
+    selection = {}
+    for v in args.variants:
+        default = f"{v} (defaults)" if v != "text" else "text"
+        dev = {c: [r["columns"][c][f"dev_{head}"]["mean"] for r in rows
+                   if r["columns"][c][f"dev_{head}"]["mean"] is not None] for c in (default, f"{v} (option)")}
+        if all(dev.values()):
+            d, o = (sum(x) / len(x) for x in dev.values())
+            selection[v] = {f"dev_{head}_mean": {"defaults": round(d, 2), "option": round(o, 2)},
+                            "chosen": option if o > d else "the defaults"}
+            lines += ["", f"Selection on dev for `{v}` (mean dev {label} over the datasets and seeds above): "
+                      f"defaults {d:.2f}, {option} {o:.2f}; dev selects {selection[v]['chosen']}."]
+    report["selection"] = selection
     out = Path("results/experiments") / args.name
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out.with_suffix(".json"), report)

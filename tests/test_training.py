@@ -292,6 +292,9 @@ def test_full_profile_one_schedule_for_every_row_and_the_required_rows():
     # the aspect-level reasons feed MASC rows only
     assert all(s.task == "masc" for s in specs if s.rationales == "arkmsa-aspect")
     assert specs[0] == rp.RunSpec("twitter2015", "span", "text", 0)  # the headline rows come first
+    # an experiment's overrides (benchmarks/lrsa_option.py) win over the profile's schedule
+    option = rp.run_config(full, specs[0], {"model.train_layers": None, "train.head_lr": 3e-4})
+    assert (option.model.train_layers, option.train.head_lr, option.train.epochs) == (None, 3e-4, 20)
 
 
 def test_readme_table_is_the_committed_summary():

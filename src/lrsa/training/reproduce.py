@@ -177,8 +177,10 @@ def plan(profile: Profile, datasets: list[str] | None = None, hosts: list[str] |
     return [s for _, s in sorted(keyed, key=lambda x: x[0])]
 
 
-def run_config(profile: Profile, spec: RunSpec, base: dict[str, Any] | None = None,
+def run_config(profile: Profile, spec: RunSpec, overrides: dict[str, Any] | None = None,
                threads: int | None = None) -> RunConfig:
+    """The run's config: the variant, host, dataset and seed, then the profile's schedule, then
+    ``overrides`` (dotted keys, e.g. ``{"model.train_layers": None}`` of an experiment), which win."""
     over = {**variant_overrides(spec.variant), "model.host": spec.host, "train.dataset": spec.dataset,
             "train.seed": spec.seed, **{f"train.{k}": v for k, v in profile.train.items()},
             **{f"model.{k}": v for k, v in (profile.model or {}).items()}}
@@ -188,7 +190,8 @@ def run_config(profile: Profile, spec: RunSpec, base: dict[str, Any] | None = No
         over["model.image_side"] = spec.image_side
     if threads:
         over["train.threads"] = threads
-    return RunConfig.model_validate(apply_overrides({**(base or {}), "name": spec.key.replace("/", "-")}, over))
+    over.update(overrides or {})
+    return RunConfig.model_validate(apply_overrides({"name": spec.key.replace("/", "-")}, over))
 
 
 def run_dir(runs: Path, profile: Profile, spec: RunSpec) -> Path:
@@ -211,7 +214,7 @@ def reproduce(profile_name: str, runs: str | Path = "runs/reproduce", results: s
               datasets: list[str] | None = None, hosts: list[str] | None = None,
               variants: list[str] | None = None, seeds: int | None = None, max_runs: int | None = None,
               data_dir: str | Path | None = None, cache_dir: str | Path | None = None,
-              threads: int | None = None, base: dict[str, Any] | None = None,
+              threads: int | None = None, overrides: dict[str, Any] | None = None,
               tasks: list[str] | None = None, rationales: list[str] | None = None,
               redo_legacy: bool = False, log: Callable[[str], None] = print) -> dict[str, Path]:
     """Run (or resume) the profile's runs, then write one report per dataset. Returns report paths.
@@ -255,7 +258,7 @@ def reproduce(profile_name: str, runs: str | Path = "runs/reproduce", results: s
             if finished(spec, out):  # finished by another worker meanwhile
                 continue
             log(f"[{time.perf_counter() - t0:6.0f}s] run {spec.key}")
-            train(run_config(profile, spec, base, threads), out, data_dir=data_dir, cache_dir=cache_dir,
+            train(run_config(profile, spec, overrides, threads), out, data_dir=data_dir, cache_dir=cache_dir,
                   log=lambda m: log(f"  {m}"))
         except (FileNotFoundError, ValueError, KeyError, RuntimeError) as err:
             # one failed run (e.g. a missing rationale bundle) must not stop the table; it stays missing
@@ -266,11 +269,11 @@ def reproduce(profile_name: str, runs: str | Path = "runs/reproduce", results: s
             lock.release()
         done += 1
         write_record(results, spec.key, out, data_dir)
-        write_report(profile, results, spec.dataset, data_dir, base)
+        write_report(profile, results, spec.dataset, data_dir, overrides)
     sync_records(profile, runs, results, data_dir, log)  # runs other workers finished meanwhile
     paths = {}
     for d in dict.fromkeys(s.dataset for s in specs):
-        paths[d] = write_report(profile, results, d, data_dir, base)
+        paths[d] = write_report(profile, results, d, data_dir, overrides)
     from lrsa.io import atomic_write_text
 
     table = summary_markdown(results)
@@ -432,7 +435,7 @@ def _cells(r: dict[str, Any], *scores: str) -> str:
 
 
 def write_report(profile: Profile, results: Path, dataset: str,
-                 data_dir: str | Path | None = None, base: dict[str, Any] | None = None) -> Path:
+                 data_dir: str | Path | None = None, overrides: dict[str, Any] | None = None) -> Path:
     from lrsa.data import data_checksums
     from lrsa.io import atomic_write_text
     from lrsa.rationales.bundle import read_manifest
@@ -447,7 +450,7 @@ def write_report(profile: Profile, results: Path, dataset: str,
                                         "provenance": manifest.get(s, {}).get("provenance"),
                                         "coverage": manifest.get(s, {}).get("coverage")} for s in sources},
               "config": {"profile_train_overrides": profile.train, "profile_model_overrides": profile.model,
-                         "base_run_config": run_config(profile, example.spec(dataset, 0), base).model_dump()},
+                         "base_run_config": run_config(profile, example.spec(dataset, 0), overrides).model_dump()},
               "data_sha256": data_checksums(dataset, data_dir), "rows": rows}
     if profile.name != "full":
         report["notes"] = reading_notes(dataset, data_dir)
