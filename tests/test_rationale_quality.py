@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import shutil
 
@@ -80,5 +81,50 @@ def test_compose_takes_l_i_from_the_image_bundle(root):
     write_bundle("twitter2015", "composed-test", out, composed, root=root)
     back = load_bundle("twitter2015", "composed-test", root)
     assert back["dev-0"].provenance["model"] == "m.gguf@sha256:abc"
+    # the composed bundle stores only its own L_t; L_i is joined back from the arkmsa bundle on load
+    raw = (root / "twitter2015" / "composed-test.jsonl.gz").read_bytes()
+    stored = [json.loads(line) for line in gzip.decompress(raw).splitlines()]
+    assert [sorted(r) for r in stored] == [["id", "provenance", "text"]] * 2
+    assert back["dev-0"].image == ark["dev-0"].image and back["dev-0"].text == "The post praises the team."
+    assert back[missing].image == ark[missing].image
+    assert composed["image_from"] == "arkmsa" and composed["image_sha256"] == \
+        json.loads((root / "twitter2015" / "manifest.json").read_text())["sources"]["arkmsa"]["sha256"]
     with pytest.raises(DataError, match="no record"):
         compose_image("twitter2015", [{"id": "dev-99999", "text": "x"}], prov, "arkmsa", root)
+
+
+def test_a_composed_bundle_names_a_missing_or_changed_image_bundle(root, tmp_path):
+    from lrsa.data.schema import DataError
+    from lrsa.rationales.bundle import compose_image, load_bundle, write_bundle
+
+    copy = tmp_path / "bundles"
+    shutil.copytree(root, copy)
+    prov = {"backend": "local", "model": "m.gguf@sha256:abc", "prompt_version": "v2"}
+    out, composed = compose_image("twitter2015", [{"id": "dev-0", "text": "A text."}], prov, "arkmsa", copy)
+    write_bundle("twitter2015", "composed-test", out, composed, root=copy)
+    manifest_path = copy / "twitter2015" / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["sources"]["composed-test"]["provenance"]["image_sha256"] = "0" * 64  # composed with another L_i
+    manifest_path.write_text(json.dumps(manifest))
+    with pytest.raises(DataError, match="was composed with arkmsa sha256 000000000000"):
+        load_bundle("twitter2015", "composed-test", copy)
+    (copy / "twitter2015" / "arkmsa.jsonl.gz").unlink()
+    with pytest.raises(FileNotFoundError, match="composed-test.jsonl.gz takes its L_i from the 'arkmsa' bundle"):
+        load_bundle("twitter2015", "composed-test", copy)
+
+
+def test_table_runs_build_the_image_bundle_a_composed_bundle_links(root, data_dir, tmp_path, monkeypatch):
+    from lrsa.rationales.bundle import ROOT_ENV, compose_image, load_bundle, write_bundle
+    from lrsa.training.reproduce import RunSpec, ensure_published_bundles
+
+    copy = tmp_path / "bundles"
+    shutil.copytree(root, copy)
+    prov = {"backend": "local", "model": "m.gguf@sha256:abc", "prompt_version": "v2"}
+    out, composed = compose_image("twitter2015", [{"id": "dev-0", "text": "A text."}], prov, "arkmsa", copy)
+    write_bundle("twitter2015", "composed-test", out, composed, root=copy)
+    (copy / "twitter2015" / "arkmsa.jsonl.gz").unlink()  # a fresh clone: derived bundles are not committed
+    monkeypatch.setenv(ROOT_ENV, str(copy))
+    logs = []
+    ensure_published_bundles([RunSpec("twitter2015", "span", "lrsa", 0, "composed-test")], data_dir, logs.append)
+    assert len(logs) == 1 and "arkmsa.jsonl.gz" in logs[0]
+    assert load_bundle("twitter2015", "composed-test")["dev-0"].image == load_bundle("twitter2015", "arkmsa")["dev-0"].image

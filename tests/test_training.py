@@ -289,6 +289,8 @@ def test_full_profile_one_schedule_for_every_row_and_the_required_rows():
             assert seeds[(d, "masc", "aspect", row)] == [0, 1, 2]
     assert seeds[("twitter2017", "jmasa", "span", "lrsa-gpt4")] == [0, 1, 2, 3, 4]
     assert seeds[("political_twitter", "jmasa", "span", "lrsa-arkmsa")] == [0, 1, 2]
+    for d in ("twitter2015", "twitter2017"):  # the local-LLM L_t row (issue 12)
+        assert seeds[(d, "jmasa", "span", "lrsa-qwen0.5b-arkmsa")] == [0, 1, 2, 3, 4]
     # the aspect-level reasons feed MASC rows only
     assert all(s.task == "masc" for s in specs if s.rationales == "arkmsa-aspect")
     assert specs[0] == rp.RunSpec("twitter2015", "span", "text", 0)  # the headline rows come first

@@ -3,6 +3,10 @@
 Layout: ``<root>/<dataset>/<source>.jsonl.gz`` (one ``{"id", "text", "image", ...}`` object per line,
 ``text`` = L_t, ``image`` = L_i, optional per-record provenance fields) and ``<root>/<dataset>/manifest.json``
 (``{"sources": {source: {provenance, counts, sha256, generated_at, generation_s, command}}}``).
+A composed bundle (L_t written here, L_i taken from another bundle of the dataset) stores no L_i: its
+provenance names ``image_from`` (that bundle) and ``image_sha256`` (its digest when composed), and
+:func:`load_bundle` joins the L_i back by id. This keeps texts derived from the data directory (the
+published MiniGPT-4 / GPT-4 descriptions, never committed) out of committed bundles.
 The default root is ``artifacts/rationales`` of the repository this package was installed from
 (editable install or source checkout), or ``$LRSA_RATIONALES_DIR`` when set.
 """
@@ -113,6 +117,7 @@ def load_bundle(dataset: str, source: str = "lexicon", root: str | Path | None =
         raise DataError(str(path), "whole file",
                         f"sha256 {digest[:12]}... does not match the manifest ({entry['sha256'][:12]}...)")
     base = dict(entry.get("provenance", {}))
+    linked = _linked_images(dataset, base, root, path) if base.get("image_from") else None
     out: dict[str, Rationale] = {}
     for n, rec in iter_jsonl(path):
         if not isinstance(rec.get("id"), str):
@@ -121,12 +126,33 @@ def load_bundle(dataset: str, source: str = "lexicon", root: str | Path | None =
             raise DataError(str(path), f"line {n}", f"duplicate id {rec['id']!r}")
         prov = dict(base)
         prov.update(rec.get("provenance") or {})
-        out[rec["id"]] = Rationale(text=rec.get("text") or "", image=rec.get("image") or "",
-                                   provenance=prov)
+        image = rec.get("image") or ""
+        if linked is not None:
+            if rec["id"] not in linked:
+                raise DataError(str(bundle_path(dataset, base["image_from"], root)), rec["id"],
+                                f"no record for this sentence (L_i of {path.name})")
+            image = linked[rec["id"]].image
+        out[rec["id"]] = Rationale(text=rec.get("text") or "", image=image, provenance=prov)
     expected = sum((entry.get("counts") or {}).values())
     if expected and expected != len(out):
         raise DataError(str(path), "whole file", f"{len(out)} records, manifest says {expected}")
     return out
+
+
+def _linked_images(dataset: str, provenance: dict[str, Any], root: str | Path | None,
+                   path: Path) -> dict[str, Rationale]:
+    """The records of the bundle a composed bundle takes its L_i from, checked against the recorded digest."""
+    src = provenance["image_from"]
+    try:
+        other = load_bundle(dataset, src, root)
+    except FileNotFoundError as err:
+        raise FileNotFoundError(f"{path.name} takes its L_i from the {src!r} bundle: {err}") from None
+    want = provenance.get("image_sha256")
+    have = read_manifest(dataset, root)["sources"][src].get("sha256")
+    if want and have != want:
+        raise DataError(str(path), f"source {src!r}", f"was composed with {src} sha256 {want[:12]}..., "
+                                                      f"the bundle now has {str(have)[:12]}...")
+    return other
 
 
 def write_bundle(dataset: str, source: str, records: Iterable[dict[str, Any]], provenance: dict[str, Any],
@@ -134,6 +160,8 @@ def write_bundle(dataset: str, source: str, records: Iterable[dict[str, Any]], p
                  command: str | None = None, extra: dict[str, Any] | None = None) -> Path:
     """Write ``<source>.jsonl.gz`` (byte-reproducible: gzip mtime 0) and update the manifest entry."""
     records = list(records)
+    if provenance.get("image_from"):  # a composed bundle: L_i stays in its own bundle (load_bundle joins it)
+        records = [{k: v for k, v in r.items() if k != "image"} for r in records]
     counts: dict[str, int] = {}
     for r in records:
         split = r["id"].rsplit("-", 1)[0]
@@ -174,7 +202,8 @@ def write_bundle(dataset: str, source: str, records: Iterable[dict[str, Any]], p
 def compose_image(dataset: str, records: list[dict[str, Any]], provenance: dict[str, Any], image_from: str,
                   root: str | Path | None = None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Records whose L_t is ``records``' text and whose L_i is taken from the existing tweet-level bundle
-    ``image_from`` (with its per-record image provenance: source, missing). Every record needs a partner."""
+    ``image_from`` (with its per-record image provenance: source, missing). Every record needs a partner.
+    The provenance links the two (``image_from``, ``image_sha256``): :func:`write_bundle` stores no L_i."""
     other = load_bundle(dataset, image_from, root)
     entry = read_manifest(dataset, root)["sources"][image_from]
     out = []
@@ -198,7 +227,8 @@ def compose_image(dataset: str, records: list[dict[str, Any]], provenance: dict[
     composed = {**provenance, "level": "tweet", "text": f"{provenance.get('backend')} {provenance.get('model')}",
                 "text_source": f"{provenance.get('backend')}:{provenance.get('model_name', provenance.get('model'))}",
                 "image": f"bundle {image_from} (sha256 {entry.get('sha256')}): {image_prov.get('image', '')}".strip(),
-                "image_model": image_prov.get("model")}
+                "image_model": image_prov.get("model"), "image_from": image_from,
+                "image_sha256": entry.get("sha256")}
     return out, composed
 
 

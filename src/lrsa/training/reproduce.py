@@ -131,6 +131,8 @@ PROFILES = {
         _jmasa("generative", "lrsa", "arkmsa", 3, tier=2),
         _jmasa("span", "text", None, 3, ("political_twitter",), tier=2),
         _jmasa("span", "lrsa", "arkmsa", 3, ("political_twitter",), tier=2),
+        # L_t written offline by Qwen2.5-Coder-0.5B-Instruct (llama.cpp), L_i the MiniGPT-4 description
+        _jmasa("span", "lrsa", "qwen0.5b-arkmsa", 5, tier=3),
     ), SCHEDULE, SCHEDULE_MODEL, "full splits, ≤ 20 epochs, patience 3 on dev, warmup 10 % and linear decay, "
                                  "MiniLM with its top 2 layers fine-tuned"),
 }
@@ -199,12 +201,18 @@ def run_dir(runs: Path, profile: Profile, spec: RunSpec) -> Path:
 
 
 def ensure_published_bundles(specs: list[RunSpec], data_dir: str | Path | None, log: Callable[[str], None]) -> None:
-    """Build missing bundles of published sources (derived from the pinned data files; never committed).
+    """Build missing bundles of published sources (derived from the pinned data files; never committed), the
+    runs' own and those a composed bundle takes its L_i from (``image_from``, e.g. ``qwen0.5b-arkmsa``).
     A rebuild is checked against the committed manifest's sha256 when the bundle is loaded."""
-    from lrsa.rationales.bundle import bundle_path
+    from lrsa.rationales.bundle import bundle_path, read_manifest
     from lrsa.rationales.published import SOURCES, import_published
 
-    for d, src in dict.fromkeys((s.dataset, s.rationales) for s in specs if s.rationales in SOURCES):
+    needed = []
+    for s in specs:
+        if s.rationales:
+            entry = read_manifest(s.dataset).get("sources", {}).get(s.rationales) or {}
+            needed += [(s.dataset, s.rationales), (s.dataset, entry.get("provenance", {}).get("image_from"))]
+    for d, src in dict.fromkeys((d, src) for d, src in needed if src in SOURCES):
         if not bundle_path(d, src).is_file():
             path, cov = import_published(d, src, data_dir)
             log(f"built rationale bundle {path} from the data directory ({cov})")
