@@ -11,6 +11,12 @@ and the author's attitude to each, with the image-side texts as context) and no 
 without a file at the requested version uses its newest earlier one (the template's own name and hash are
 what provenance records). ``PromptTemplate.uses_image_texts`` tells whether a text prompt reads the image-side
 texts, so that they enter its cache key.
+
+A template may add a ``### settings`` section of ``key: value`` lines; being part of the file, the settings are
+covered by its hash. ``image_words: N`` caps ``$image_summary`` at N words, cut after the last sentence end
+within the cap when one lies in its second half, else after the N-th word with an ellipsis. ``v3`` is ``v2``
+with ``image_words: 40``: the long GPT-4 descriptions of Twitter-2017 make the prompt prefill the bottleneck
+of the local writer on 2 cores (docs/rationales.md, "Speed levers").
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from lrsa.rationales.inputs import RationaleInput
 DEFAULT_VERSION = "v1"
 SUMMARY_TEXTS = 3  # image-side texts in ``$image_summary``
 TASKS = ("text", "image", "image_from_texts")
+SETTINGS = {"image_words": int}  # what a ``### settings`` section may set
 
 
 @dataclass(frozen=True)
@@ -37,6 +44,7 @@ class PromptTemplate:
     system: str
     user: str
     hash: str
+    image_words: int | None = None  # cap on ``$image_summary`` (``### settings``), None: uncapped
 
     @property
     def name(self) -> str:
@@ -103,11 +111,41 @@ def load_template(task: str, version: str = DEFAULT_VERSION) -> PromptTemplate:
             sections[current] = []
         elif current is not None:
             sections[current].append(line)
-    if set(sections) != {"system", "user"}:
-        raise ValueError(f"prompt template {task}_{version}.txt needs exactly '### system' and '### user' "
-                         f"sections, found {sorted(sections)}")
+    name = f"{task}_{version}.txt"
+    if set(sections) - {"settings"} != {"system", "user"}:
+        raise ValueError(f"prompt template {name} needs exactly '### system' and '### user' sections "
+                         f"(and optionally '### settings'), found {sorted(sections)}")
+    settings = _settings(name, sections.get("settings", []))
     return PromptTemplate(task, version, "\n".join(sections["system"]).strip(),
-                          "\n".join(sections["user"]).strip(), text_hash(raw))
+                          "\n".join(sections["user"]).strip(), text_hash(raw), **settings)
+
+
+def _settings(name: str, lines: list[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for line in filter(str.strip, lines):
+        key, sep, value = (part.strip() for part in line.partition(":"))
+        if not sep or key not in SETTINGS:
+            raise ValueError(f"prompt template {name}: bad settings line {line!r} "
+                             f"(expected 'key: value' with key in {', '.join(SETTINGS)})")
+        try:
+            out[key] = SETTINGS[key](value)
+        except ValueError:
+            raise ValueError(f"prompt template {name}: {key} must be {SETTINGS[key].__name__}, "
+                             f"got {value!r}") from None
+    return out
+
+
+def cap_words(text: str, limit: int | None) -> str:
+    """``text`` cut to at most ``limit`` words: after the last sentence end within the cap when it lies in the
+    cap's second half, else after the ``limit``-th word followed by an ellipsis; unchanged when it fits."""
+    words = text.split()
+    if limit is None or len(words) <= limit:
+        return text
+    kept = words[:limit]
+    for i in range(limit - 1, limit // 2 - 1, -1):
+        if kept[i].endswith((".", "!", "?")):
+            return " ".join(kept[:i + 1])
+    return " ".join(kept) + " …"
 
 
 @lru_cache(maxsize=8)
@@ -131,7 +169,7 @@ def build_messages(task: str, inp: RationaleInput, version: str = DEFAULT_VERSIO
     tpl = load_template(task, version)
     image_texts = "\n".join(f"- {t}" for t in inp.image_texts)
     # the first SUMMARY_TEXTS image-side texts on one line: enough context for a text prompt, short to prefill
-    summary = "; ".join(inp.image_texts[:SUMMARY_TEXTS]) or "no description"
+    summary = cap_words("; ".join(inp.image_texts[:SUMMARY_TEXTS]), tpl.image_words) or "no description"
     return tpl.messages(text=inp.text, image_texts=image_texts, image_summary=summary)
 
 
