@@ -46,6 +46,35 @@ def test_v2_text_prompt_reads_image_texts_and_keys_on_them():
     assert POSTS[0].input_hash("text", False) == other.input_hash("text", False)
 
 
+def test_a_build_for_instructions_this_cpu_lacks_is_refused_by_name(tmp_path):
+    """A llama.cpp compiled for AVX-VNNI dies with SIGILL at the first token on AMD EPYC (AVX512-VNNI, no AVX-VNNI):
+    the engine compares llama.cpp's compile-time features with /proc/cpuinfo and names what is missing."""
+    from lrsa.rationales.llamacpp import EngineError, check_cpu_features, cpu_flags, import_llama_cpp, \
+        missing_cpu_features
+
+    info = "CPU : SSE3 = 1 | AVX = 1 | AVX_VNNI = 1 | AVX2 = 1 | AVX512 = 1 | AVX512_VNNI = 1 | LLAMAFILE = 1 | "
+    epyc = {"pni", "avx", "avx2", "avx512f", "avx512_vnni"}
+    assert missing_cpu_features(info, epyc) == ["AVX_VNNI"]
+    assert missing_cpu_features(info, epyc | {"avx_vnni"}) == []
+    assert missing_cpu_features(info, None) == []  # flags unknown (not x86 Linux): nothing to compare
+    fake = tmp_path / "cpuinfo"
+    fake.write_text("processor\t: 0\nflags\t\t: fpu avx avx2\n")
+    assert cpu_flags(fake) == {"fpu", "avx", "avx2"} and cpu_flags(tmp_path / "none") is None
+    # the build that setup made on this machine matches this CPU (setup reads the same flags)
+    lc = import_llama_cpp()
+    assert missing_cpu_features(lc.llama_print_system_info().decode(), cpu_flags()) == []
+    check_cpu_features(lc)
+
+    class Built:  # a build carried over from a CPU with AVX-VNNI and AMX
+        @staticmethod
+        def llama_print_system_info():
+            return b"CPU : AVX2 = 1 | AVX_VNNI = 1 | AMX_INT8 = 1 | "
+
+    if not {"avx_vnni", "amx_int8"} <= (cpu_flags() or set()):
+        with pytest.raises(EngineError, match=r"compiled for .*(AVX_VNNI|AMX_INT8).*scripts/setup.sh"):
+            check_cpu_features(Built)
+
+
 @pytest.mark.slow
 def test_llamacpp_writes_tweet_level_rationales_in_parallel(tmp_path):
     be = make_backend("local", max_new_tokens=40, batch_size=3, n_parallel=3, threads=2)

@@ -4,7 +4,7 @@
 sequence for the prompts' shared prefix, each in its own KV stream of ``ctx_per_seq`` cells (``kv_unified=False``,
 the default: a step's attention reads only each sequence's own cells; copying the prefix into a slot copies the
 stream). ``kv_unified=True`` keeps all of them in one cache of ``P * ctx_per_seq`` cells where the slots share the
-prefix's cells; it gives the same texts up to batching noise and measured 13% slower on 2 cores (0.64 vs 0.74
+prefix's cells; it gives the same texts up to batching noise and measured 14% slower on 2 cores (0.60 vs 0.70
 posts/s on Twitter-2017 dev, ``benchmarks/bench_local_llm.py --levers``).
 ``generate(prompts, max_new_tokens)`` runs continuous batching: the common prefix of the prompts (the system
 message) is decoded once and copied into each slot; every ``llama_decode`` call then carries one new token of
@@ -21,7 +21,10 @@ tokens and the seconds spent in steps that carry a prompt (prefill) or only new 
 ``benchmarks/bench_local_llm.py`` (``results/rationales/local_llm.json``).
 
 Prompts are rendered with the chat template stored in the GGUF file (Jinja, sandboxed). A prompt that does
-not fit its slot (``ctx_per_seq - max_new_tokens`` tokens) raises ``PromptTooLong`` naming its index.
+not fit its slot (``ctx_per_seq - max_new_tokens`` tokens) raises ``PromptTooLong`` naming its index. A build
+compiled for instruction sets this CPU lacks (``scripts/setup.sh`` builds for the CPU it runs on; a venv or wheel
+carried to another machine may not match) raises ``EngineError`` naming them before any decode, instead of
+dying with SIGILL at the first token.
 """
 
 from __future__ import annotations
@@ -47,16 +50,54 @@ class PromptTooLong(EngineError):
         self.index = index
 
 
+# llama.cpp's compile-time CPU features (``llama_print_system_info``) -> the Linux /proc/cpuinfo flag each needs
+CPU_FEATURE_FLAGS = {"SSE3": "pni", "SSSE3": "ssse3", "AVX": "avx", "AVX_VNNI": "avx_vnni", "AVX2": "avx2",
+                     "F16C": "f16c", "FMA": "fma", "BMI2": "bmi2", "AVX512": "avx512f", "AVX512_VBMI": "avx512_vbmi",
+                     "AVX512_VNNI": "avx512_vnni", "AVX512_BF16": "avx512_bf16", "AMX_INT8": "amx_int8"}
+
+
 def import_llama_cpp() -> Any:
     try:
         import llama_cpp
     except ImportError as err:
         raise EngineError(
             "llama-cpp-python is not installed (it builds from source, ~5 min on 2 cores): "
-            "bash scripts/setup.sh installs it, or CMAKE_ARGS=\"-DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON "
-            "-DGGML_F16C=ON -DGGML_AVX512=ON\" pip install llama-cpp-python==0.3.36 "
+            "bash scripts/setup.sh builds it for this CPU's instruction sets "
             f"({type(err).__name__}: {err})") from None
     return llama_cpp
+
+
+def missing_cpu_features(system_info: str, cpu_flags: set[str] | None) -> list[str]:
+    """The instruction sets llama.cpp was compiled for (``"AVX2 = 1"`` in ``system_info``) that this CPU lacks;
+    empty when the CPU's flags are unknown (``cpu_flags`` None: not Linux/x86) or all are present."""
+    if cpu_flags is None:
+        return []
+    built = [part.split("=")[0].strip() for part in system_info.replace("CPU :", "|").split("|")
+             if part.strip().endswith("= 1")]
+    return [f for f in built if f in CPU_FEATURE_FLAGS and CPU_FEATURE_FLAGS[f] not in cpu_flags]
+
+
+def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> set[str] | None:
+    """This CPU's feature flags from /proc/cpuinfo (x86 Linux), or None where there is no ``flags`` line."""
+    try:
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("flags"):
+                return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return None
+
+
+def check_cpu_features(lc: Any) -> None:
+    """Raise before the first decode when llama.cpp was compiled for instructions this CPU lacks (a build made on
+    another machine, or with hand-set flags): otherwise the process dies with SIGILL at the first token."""
+    info = lc.llama_print_system_info().decode(errors="replace")
+    missing = missing_cpu_features(info, cpu_flags())
+    if missing:
+        raise EngineError(
+            f"llama-cpp-python was compiled for {', '.join(missing)}, which this CPU does not have "
+            f"(it would die with 'Illegal instruction'); rebuild it for this CPU: rm -f .venv/.setup-stamp && "
+            f"bash scripts/setup.sh (llama.cpp reports: {info.strip()})")
 
 
 @dataclass
@@ -82,6 +123,7 @@ class LlamaCppEngine:
                  verbose: bool = False):
         self.llama = import_llama_cpp()
         lc = self.llama
+        check_cpu_features(lc)
         self.path = Path(path)
         if not self.path.is_file():
             raise EngineError(f"GGUF model file {self.path} not found")
