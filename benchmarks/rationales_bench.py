@@ -1,14 +1,16 @@
 """Rationale-generation benchmark: prints figures and writes results/rationales/bench.json.
 
     LRSA_DATA_DIR=../shared/data python benchmarks/rationales_bench.py            # HTTP + cache + lexicon
-    LRSA_DATA_DIR=../shared/data python benchmarks/rationales_bench.py --local    # + SmolLM2 on this CPU
+    LRSA_DATA_DIR=../shared/data python benchmarks/rationales_bench.py --local    # + SmolLM2, transformers
 
 1. HTTP: the openai backend against the 127.0.0.1 chat-completions server with 200 ms simulated latency,
    200 requests at concurrency 1 and 16 (target: >= 10x faster), then the same job rerun from the cache
    (target: 0 calls, >= 2,000 rationales/s).
 2. Lexicon: every sentence of twitter2015, twitter2017 and political_twitter (L_t and L_i).
-3. Local LLM (--local): SmolLM2-135M-Instruct via transformers+gguf; load time, tokens/s and rationales per
-   minute at batch 1 and batch B on real benchmark prompts, and the projected time for all three benchmarks.
+3. Local LLM (--local): SmolLM2-135M-Instruct on the ``transformers`` runtime (transformers + gguf, the path
+   that needs no compiler); load time, tokens/s and rationales per minute at batch 1 and batch B on real
+   benchmark prompts, and the projected time for all three benchmarks. The default llama.cpp runtime with
+   Qwen2.5-Coder is measured by ``benchmarks/bench_local_llm.py``.
 """
 
 from __future__ import annotations
@@ -79,7 +81,8 @@ def bench_local(batch: int, n_prompts: int, max_new_tokens: int) -> dict:
     from lrsa.rationales.local import default_gguf
 
     t = time.perf_counter()
-    be = make_backend("local", batch_size=batch, max_new_tokens=max_new_tokens)
+    be = make_backend("local", model="smollm2-135m", runtime="transformers", batch_size=batch,
+                      max_new_tokens=max_new_tokens)
     be.load()
     out: dict = {"model": be.model, "gguf": default_gguf().name, "runtime": "transformers+gguf, fp32, torch CPU",
                  "load_s": round(time.perf_counter() - t, 2), "max_new_tokens": max_new_tokens,

@@ -11,9 +11,9 @@ from lrsa.data.schema import Aspect
 from lrsa.data.side import side_inputs
 from lrsa.rationales import available_sources, load_bundle, write_bundle
 from lrsa.rationales.bundle import bundle_path, default_root
-from lrsa.rationales.inputs import dataset_inputs, from_example
+from lrsa.rationales.inputs import RationaleInput, dataset_inputs, from_example
 from lrsa.rationales.lexicon import describe_image, explain_text
-from lrsa.rationales.prompts import TASKS, build_messages, load_template
+from lrsa.rationales.prompts import TASKS, _settings, build_messages, cap_words, load_template, versions
 
 BENCHMARKS = ("twitter2015", "twitter2017", "political_twitter")
 LABEL_WORDS = re.compile(r"\b(POS|NEU|NEG|positive|negative|neutral|polarity|aspects?|label\w*|sentiment)\b",
@@ -92,17 +92,26 @@ def test_prompts_and_lexicon_never_see_gold(dataset):
     and prompts / lexicon rationales do not change when the gold annotations change."""
     ds = get(dataset)
     side = side_inputs(dataset) if ds.side else {}
+    # every distinct template of every prompt version (image tasks have only v1)
+    templates = list({t.name: t for t in (load_template(task, v) for v in versions() for task in TASKS)}.values())
+    assert {t.name for t in templates} >= {"text_v1", "text_v2", "text_v3", "image_v1", "image_from_texts_v1"}
     for split in ds.splits:
         for ex in load_dataset(dataset, split):
             inp, inp2 = from_example(ex, side), from_example(_scrambled(ex), side)
             assert inp == inp2
-            for task in TASKS:
-                msgs = build_messages(task, inp)
-                assert msgs == build_messages(task, inp2)
+            for tpl in templates:
+                msgs = build_messages(tpl.task, inp, tpl.version)
+                assert msgs == build_messages(tpl.task, inp2, tpl.version)
+                # the system message is the template's constant text; v2+ name the three sentiment classes there
+                assert msgs[0]["content"] == tpl.system
+                if tpl.version == "v1":
+                    assert not LABEL_WORDS.search(tpl.system), tpl.name
                 user = msgs[1]["content"]
                 assert user.count(f'"{inp.text}"') == 1  # the tweet verbatim, unmarked
+                summary = cap_words("; ".join(inp.image_texts[:3]), tpl.image_words)
                 rest = user.replace(inp.text, " ").replace("\n".join(f"- {t}" for t in inp.image_texts), " ")
-                assert not LABEL_WORDS.search(rest + msgs[0]["content"]), (dataset, ex.id, task)
+                rest = rest.replace(summary, " ")
+                assert not LABEL_WORDS.search(rest), (dataset, ex.id, tpl.name)
             if dataset in BENCHMARKS and split == "test":
                 assert explain_text(inp) == explain_text(inp2)
                 assert describe_image(inp) == describe_image(inp2)
@@ -116,12 +125,35 @@ def test_templates_are_versioned_files_with_hashes():
         load_template("text", "v999")
 
 
-def _run_cli(*args: str):
+def test_v3_caps_the_image_context_and_its_hash_covers_the_cap():
+    v2, v3 = load_template("text", "v2"), load_template("text", "v3")
+    assert (v2.system, v2.user) == (v3.system, v3.user) and v2.hash != v3.hash
+    assert v2.image_words is None and v3.image_words == 40
+    long_desc = " ".join(f"w{i}" for i in range(30)) + " end. " + " ".join(f"x{i}" for i in range(40))
+    inp = RationaleInput(id="p", text="Looking forward to the Fotheringhay Festival !", image_texts=(long_desc,))
+    image_line = build_messages("text", inp, "v3")[1]["content"].split("Image: ", 1)[1]
+    assert image_line == " ".join(f"w{i}" for i in range(30)) + " end."  # cut at the sentence end (word 31)
+    assert build_messages("text", inp, "v2")[1]["content"].endswith("x39")  # v2: uncapped
+
+
+def test_cap_words_cuts_at_a_late_sentence_end_or_the_cap():
+    words = [f"w{i}" for i in range(60)]
+    assert cap_words(" ".join(words), 40) == " ".join(words[:40]) + " …"  # no sentence end: hard cut
+    early = " ".join(["a."] + words)  # the only sentence end is in the cap's first half
+    assert cap_words(early, 40) == " ".join(["a."] + words[:39]) + " …"
+    assert cap_words("short text. fits", 40) == "short text. fits" and cap_words("x " * 50, None) == "x " * 50
+    with pytest.raises(ValueError, match="bad settings line"):
+        _settings("text_v9.txt", ["max_words: 10"])
+    with pytest.raises(ValueError, match="image_words must be int"):
+        _settings("text_v9.txt", ["image_words: forty"])
+
+
+def _run_cli(*args: str, catch: bool = False):
     from typer.testing import CliRunner
 
     from lrsa.cli import app
 
-    return CliRunner().invoke(app, ["rationales", *args], catch_exceptions=False)
+    return CliRunner().invoke(app, ["rationales", *args], catch_exceptions=catch)
 
 
 @pytest.mark.data
@@ -157,6 +189,28 @@ def test_cli_generate_import_backend_writes_report_and_bundle(tmp_path):
     b = load_bundle("twitter2015", "import", tmp_path)
     assert sorted(b) == [f"dev-{i}" for i in range(7)]
     assert all(x.text == "" and x.image.count(".") >= 3 for x in b.values())
+
+
+@pytest.mark.data
+def test_cli_generate_checks_the_image_from_bundle_before_generating(tmp_path):
+    """--image-from names a bundle that is not there: the command stops at once, naming it and how to make it,
+    before any rationale is generated (a 9-minute local-LLM run once failed only at the end)."""
+    cache = tmp_path / "c.sqlite"
+    res = _run_cli("generate", "--dataset", "twitter2017", "--split", "dev", "--backend", "lexicon", "--kinds", "text",
+                   "--image-from", "arkmsa", "--bundle", "--bundle-root", str(tmp_path), "--cache", str(cache),
+                   "--no-progress", catch=True)
+    assert res.exit_code != 0 and isinstance(res.exception, FileNotFoundError)
+    assert "arkmsa.jsonl.gz" in str(res.exception) and "import-published --dataset twitter2017 --source arkmsa" \
+        in str(res.exception)
+    assert "rationales_per_s" not in res.output and not (tmp_path / "twitter2017").exists()
+    # an aspect-level bundle cannot give a tweet-level L_i: refused before generating too
+    assert _run_cli("import-published", "--dataset", "twitter2017", "--source", "arkmsa-aspect",
+                    "--bundle-root", str(tmp_path)).exit_code == 0
+    aspect = _run_cli("generate", "--dataset", "twitter2017", "--split", "dev", "--backend", "lexicon",
+                      "--image-from", "arkmsa-aspect", "--bundle", "--bundle-root", str(tmp_path), "--cache",
+                      str(cache), "--no-progress", catch=True)
+    assert aspect.exit_code != 0 and "aspect" in str(aspect.exception), aspect.exception
+    assert "rationales_per_s" not in aspect.output and not (tmp_path / "twitter2017" / "lexicon.jsonl.gz").exists()
 
 
 def test_rationalize_one_post_with_lexicon():

@@ -112,6 +112,10 @@ def generate(
         if not bundle or dataset is None:
             raise typer.BadParameter("--image-from composes a bundle: use it with --dataset and --bundle")
         part_kinds = ("text",)
+        from lrsa.rationales.bundle import load_bundle
+
+        load_bundle(dataset, image_from, bundle_root)  # a missing or aspect-level L_i source fails now, not
+        # after the generation it would be joined to
     be = make_backend(backend, **opts)
     if concurrency is None:
         concurrency = getattr(be, "batch_size", 8)
