@@ -13,6 +13,9 @@ flash attention, slots, call size, decoding limit, prompt v3's 40-word image con
 results/rationales/local_llm_levers.json:
 
     python benchmarks/bench_local_llm.py --levers
+    python benchmarks/bench_local_llm.py --levers --only production "prompt v3" --out results/rationales/X.json
+
+Figures are comparable only on the same CPU: the header records its model name.
 """
 
 from __future__ import annotations
@@ -75,9 +78,18 @@ def run(model: str, threads: int, n_parallel: int, posts: list, max_new_tokens: 
             "steps": st["steps"], "example": gens[0].text}
 
 
+def _cpu_model() -> str:
+    """The CPU's model name (speed figures are comparable only on the same CPU: Intel Xeon with AMX or AMD EPYC)."""
+    try:
+        return next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                    if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or "unknown"
+
+
 def _header(posts: str, max_new_tokens: int) -> dict:
     return {"date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "commit": git_commit(),
-            "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
+            "machine": {"cpus": os.cpu_count(), "cpu": _cpu_model(), "platform": platform.platform(),
                         "python": platform.python_version()},
             "posts": posts, "max_new_tokens": max_new_tokens, "decoding": "greedy, repetition penalty 1.1",
             "note": "prefill = decode steps that carry a prompt (they also carry the running sequences' tokens)"}
@@ -86,7 +98,10 @@ def _header(posts: str, max_new_tokens: int) -> dict:
 def levers(a: argparse.Namespace) -> None:
     posts = dataset_inputs("twitter2017", ["dev"])[: a.posts]
     rows = []
-    for name, change in LEVERS:
+    chosen = [(n, c) for n, c in LEVERS if not a.only or any(o in n for o in a.only)]
+    if not chosen:
+        raise SystemExit(f"--only {a.only} matches no lever of {[n for n, _ in LEVERS]}")
+    for name, change in chosen:
         cfg = {"n_parallel": 32, "call": 64, "max_new_tokens": 64, **change}
         r = {"lever": name, **run(a.models[0], 2, cfg.pop("n_parallel"), posts, cfg.pop("max_new_tokens"), **cfg)}
         print(json.dumps({k: v for k, v in r.items() if k != "example"}), flush=True)
@@ -108,6 +123,8 @@ def main() -> None:
     ap.add_argument("--max-new-tokens", type=int, default=80)
     ap.add_argument("--out", type=Path, default=None, help=f"[{OUT.name}; --levers: {LEVERS_OUT.name}]")
     ap.add_argument("--append", action="store_true", help="keep the rows already in --out")
+    ap.add_argument("--only", nargs="+", default=None,
+                    help="--levers: only the levers whose names contain one of these, e.g. production 'prompt v3'")
     a = ap.parse_args()
     if a.levers:
         if a.posts == 16:
