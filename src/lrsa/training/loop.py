@@ -335,7 +335,10 @@ def finish(run: RunConfig, out: Path, data_dir, cache_dir, history, best_epoch, 
     model = LRSA.from_pretrained(out / "best", cache_dir=cache_dir)
     from lrsa.io import git_commit
 
-    result: dict[str, Any] = {"config": run.model_dump(), "commit": git_commit(), "seed": run.train.seed,
+    from lrsa.env import machine
+
+    result: dict[str, Any] = {"config": run.model_dump(), "commit": git_commit(),
+                              "machine": machine(torch.get_num_threads()), "seed": run.train.seed,
                               "best_epoch": best_epoch, "stopped": stopped,
                               "epochs_run": len(history), "history": history,
                               "train_seconds": round(sum(r["train_seconds"] for r in history), 1)}
