@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
-from lrsa.data import readers
+import lrsa.data.readers as readers
 from lrsa.io import atomic_write_bytes, sha256_file
 from lrsa.data.schema import SPLITS, Example
 

@@ -53,11 +53,10 @@ def bundle_path(dataset: str, source: str, root: str | Path | None = None) -> Pa
 
 def _generate_hint(dataset: str, source: str) -> str:
     from lrsa.rationales.backends import BACKENDS
-    from lrsa.rationales.published import SOURCES
+    from lrsa.rationales.sources import SOURCES
 
     if source in SOURCES:
         return f"lrsa rationales import-published --dataset {dataset} --source {source}"
-
     if source in BACKENDS:
         return f"lrsa rationales generate --dataset {dataset} --split all --backend {source} --bundle"
     return (f"lrsa rationales generate --dataset {dataset} --split all --backend openai --model MODEL "

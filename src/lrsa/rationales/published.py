@@ -13,6 +13,7 @@ Sources (read from the data directory; the bundles are derived from pinned files
             it wherever aspects must be found (JMASA, MATE).
 ``gpt4``    GPT-4 descriptions of the Twitter-2017 images (DEQA): L_i = the description; L_t = lexicon.
 
+This module builds on ``bundle`` (one way: ``bundle`` never imports it; the source names live in ``sources``).
 Gold fields in the ArkMSA records (``gt_label``, ``target``) are never copied: the target and the ``$T$``
 text only locate the record's gold span in the sentence. A post without a record gets the explicit
 :data:`MISSING` text and ``"missing": [part]`` in its provenance; the manifest counts them.
@@ -27,10 +28,10 @@ from typing import Any
 
 from lrsa.data.registry import missing_data
 from lrsa.data.schema import DataError, Example
+from lrsa.rationales.bundle import load_bundle, read_manifest, write_bundle
+from lrsa.rationales.sources import LEVEL, SOURCES
 
 MISSING = "No rationale is available for this post."
-SOURCES = ("arkmsa", "arkmsa-aspect", "gpt4")
-LEVEL = {"arkmsa": "tweet", "arkmsa-aspect": "aspect", "gpt4": "tweet"}
 _ARKMSA_FIELDS = ("text", "target", "ImageID", "description", "reason")
 _ARKMSA_CITE = ("ningpang/ArkMSA data/Twitter1{5,7}/tw1{5,7}_*.json (MiniGPT-4 prompted with the image and "
                 "the tweet; descriptions of the image, reasons toward one aspect)")
@@ -99,8 +100,6 @@ def match_records(examples: list[Example], records: list[dict[str, str]], where:
 
 
 def _lexicon_text(dataset: str, root: str | Path | None) -> tuple[dict[str, str], str]:
-    from lrsa.rationales.bundle import load_bundle, read_manifest
-
     lex = load_bundle(dataset, "lexicon", root)
     sha = read_manifest(dataset, root)["sources"]["lexicon"]["sha256"]
     return {k: r.text for k, r in lex.items()}, sha
@@ -195,8 +194,6 @@ def build(dataset: str, source: str, data_dir: str | Path | None = None,
 def import_published(dataset: str, source: str, data_dir: str | Path | None = None,
                      root: str | Path | None = None, command: str | None = None) -> tuple[Path, dict[str, Any]]:
     """Build and write the bundle; return its path and its coverage report (records, missing per part)."""
-    from lrsa.rationales.bundle import write_bundle
-
     records, prov = build(dataset, source, data_dir, root)
     missing = {"text": 0, "image": 0}
     for r in records:
