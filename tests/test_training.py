@@ -264,10 +264,11 @@ def test_reproduce_workers_skip_a_run_another_worker_holds(tmp_path, monkeypatch
     assert rows["text"]["status"] == "missing"
 
 
-def test_full_profile_one_schedule_for_every_row_and_the_required_rows():
+def test_top2_profile_keeps_the_first_tables_schedule_and_rows():
     from lrsa.training import reproduce as rp
 
-    full = rp.PROFILES["full"]
+    full = rp.PROFILES["top2"]
+    assert full.results == "results/top2"
     specs = rp.plan(full)
     configs = [rp.run_config(full, s) for s in specs]
     # one schedule, fixed in advance, for every task, host and variant
@@ -297,6 +298,125 @@ def test_full_profile_one_schedule_for_every_row_and_the_required_rows():
     # an experiment's overrides (benchmarks/lrsa_option.py) win over the profile's schedule
     option = rp.run_config(full, specs[0], {"model.train_layers": None, "train.head_lr": 3e-4})
     assert (option.model.train_layers, option.train.head_lr, option.train.epochs) == (None, 3e-4, 20)
+
+
+def test_full_profile_is_the_all_layer_table_with_its_required_rows_first():
+    """Issue 26: every host tunes all layers on one fixed schedule; the required rows (and all their seeds)
+    are planned before the optional ablations."""
+    from lrsa.training import reproduce as rp
+
+    full = rp.PROFILES["full"]
+    assert full.results == "results"
+    specs = rp.plan(full)
+    configs = [rp.run_config(full, s) for s in specs]
+    assert {(c.train.epochs, c.train.patience, c.train.warmup, c.model.train_layers, c.train.precision,
+             c.train.lr, c.train.head_lr) for c in configs} == {(20, 3, 0.1, None, "fp32", 1e-4, 1e-3)}
+    seeds: dict = {}
+    for s in specs:
+        seeds.setdefault((s.dataset, s.task, s.host, s.row_name), []).append(s.seed)
+    required = {("jmasa", "span", "text"), ("jmasa", "span", "lrsa-arkmsa"), ("jmasa", "generative", "text"),
+                ("jmasa", "generative", "lrsa-arkmsa"), ("masc", "aspect", "text"),
+                ("masc", "aspect", "lrsa-arkmsa-aspect")}
+    for d in ("twitter2015", "twitter2017"):
+        for row in required:
+            assert seeds[(d, *row)] == [0, 1, 2, 3, 4], (d, row)
+    assert seeds[("twitter2017", "jmasa", "span", "lrsa-gpt4")] == [0, 1, 2, 3, 4]
+    for row in ("text", "lrsa-arkmsa"):
+        assert seeds[("political_twitter", "jmasa", "span", row)] == [0, 1, 2]
+    n_required = sum(r.seeds * len(r.datasets) for r in full.rows if r.required)
+    assert n_required == 2 * 6 * 5 + 5 + 2 * 3
+    assert all(rp.run_config(full, s) and (s.dataset, s.task, s.host, s.row_name)[1:] in required
+               or s.row_name == "lrsa-gpt4" or s.dataset == "political_twitter" for s in specs[:n_required])
+    assert specs[0] == rp.RunSpec("twitter2015", "span", "text", 0)
+    assert all(s.task == "masc" for s in specs if s.rationales == "arkmsa-aspect")
+
+
+def test_seed_level_intervals_include_training_noise():
+    """The t-interval over seed-paired differences and the two-level bootstrap (seeds, then items) are wider
+    than the item bootstrap when seeds disagree, and agree with a hand computation."""
+    import numpy as np
+    from scipy.stats import t
+
+    from lrsa.training.stats import paired, seed_t_interval
+
+    diffs = [-0.2, 5.2, 0.2, -1.0, 2.7]  # the MASC Twitter-2015 seed-paired differences of the top-2 table
+    ci = seed_t_interval(diffs)
+    m, sd = np.mean(diffs), np.std(diffs, ddof=1)
+    half = t.ppf(0.975, 4) * sd / np.sqrt(5)
+    assert (ci["lo"], ci["hi"]) == (round(m - half, 2), round(m + half, 2)) and not ci["above_zero"]
+    assert seed_t_interval([1.0]) is None
+    rng = np.random.default_rng(1)
+    n_items = 400
+    truth = rng.integers(0, 2, size=(n_items, 1))
+    variant, baseline, v_items, b_items = {}, {}, {}, {}
+    for seed, shift in enumerate([0.10, -0.05, 0.12, -0.08]):  # per-seed variant quality swings
+        v = (rng.random((n_items, 1)) < 0.7 + shift).astype(float)
+        b = (rng.random((n_items, 1)) < 0.7).astype(float)
+        variant[seed], baseline[seed] = 100 * v.mean(), 100 * b.mean()
+        v_items[seed], b_items[seed] = ("ids", v), ("ids", b)
+    out = paired("masc", variant, baseline, v_items, b_items, n=500)
+    width = lambda c: c["hi"] - c["lo"]  # noqa: E731
+    assert out["seed_ci95"]["n"] == 4 and out["two_level"]["seeds"] == [0, 1, 2, 3]
+    assert width(out["two_level"]) > width(out["bootstrap"])
+    assert out["two_level"]["lo"] <= out["seed_diff"]["mean"] <= out["two_level"]["hi"]
+    del truth
+
+
+def test_a_table_row_takes_only_records_of_its_snapshot_and_names_their_machines(tmp_path, monkeypatch):
+    """Issue 26: a record trained from another commit, or from a dirty checkout, enters no row of a table
+    with a snapshot; each row names its commits and tuned layers, each seed its CPU."""
+    from lrsa.training import reproduce as rp
+    from lrsa.training.records import read_record, record_path
+
+    tiny = _tiny_profile(rp)
+    monkeypatch.setitem(rp.PROFILES, "tiny", tiny)
+    results = tmp_path / "results"
+    rp.reproduce("tiny", runs=tmp_path / "runs", results=results, variants=["text", "image"], log=lambda m: None)
+    key = rp.RunSpec("twitter2015", "span", "image", 0).key
+    rec = read_record(results, key)
+    commit = read_record(results, rp.RunSpec("twitter2015", "span", "text", 0).key)["result"]["commit"]
+    assert rec["result"]["machine"]["cpu_model"] and rec["result"]["machine"]["threads"] >= 1
+    rec["result"]["commit"] = "0123456789abcdef" * 2 + "01234567+dirty"
+    record_path(results, key).write_text(json.dumps(rec))
+    snap = rp.Profile("tiny", tiny.rows, tiny.train, tiny.model, snapshot=commit)
+    monkeypatch.setitem(rp.PROFILES, "tiny", snap)
+    rp.write_report(snap, results, "twitter2015")
+    report = json.loads((results / "twitter2015" / "report.json").read_text())
+    rows = {r["variant"]: r for r in report["rows"]}
+    assert rows["text"]["commits"] == [commit] and rows["text"]["tuned_layers"] == "all"
+    assert rows["text"]["per_seed"][0]["cpu"]
+    assert rows["image"]["status"] == "missing"  # its only record is dirty
+    assert report["excluded_records"] == [{"key": key, "commit": rec["result"]["commit"], "reason": "dirty checkout"}]
+    assert "Excluded records (1" in (results / "twitter2015" / "report.md").read_text()
+
+
+def test_masc_reports_keep_both_baselines_even_without_a_built_bundle(tmp_path, monkeypatch):
+    """The reason_stated baseline was lost when a report was rebuilt on a machine without the aspect-level
+    bundle; the bundle is now built from the data files, and both baseline rows are always there."""
+    from lrsa.rationales import bundle
+    from lrsa.training.stats import masc_baselines
+
+    real = bundle.bundle_path
+    monkeypatch.setattr(bundle, "bundle_path", lambda d, s, root=None: tmp_path / f"{d}-{s}.jsonl.gz"
+                        if s == "arkmsa-aspect" else real(d, s, root))
+    built: list = []
+    import lrsa.rationales.published as published
+
+    orig = published.import_published
+
+    def spy(dataset, source, data_dir=None):
+        built.append((dataset, source))
+        return orig(dataset, source, data_dir)
+
+    monkeypatch.setattr(published, "import_published", spy)
+    try:
+        b = masc_baselines("twitter2017")
+    except Exception:
+        pytest.fail("masc_baselines must build a missing bundle, not fail")
+    assert set(b) == {"majority", "reason_stated"}
+    assert built == [("twitter2017", "arkmsa-aspect")]
+    assert 45 < b["reason_stated"]["test"]["acc"] < 55  # 49.8 % in the top-2 report
+    assert 40 < b["majority"]["test"]["acc"] < 50
 
 
 def test_readme_table_is_the_committed_summary():

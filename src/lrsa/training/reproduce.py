@@ -76,6 +76,9 @@ class Profile:
     model: dict[str, Any] | None = None  # ModelConfig overrides
     description: str = ""
     results: str | None = None  # where its records and reports live (default: <runs>/<name>)
+    # the one commit every run of the table was trained from (a clean snapshot, docs/training.md); records
+    # of another commit, or of a dirty checkout, are listed as excluded and enter no row. None: no check
+    snapshot: str | None = None
 
 
 def _jmasa(host: str, variant: str, rationales: str | None, seeds: int, datasets=TWITTER, tier=0,
@@ -362,14 +365,37 @@ class _Run:
         return counts(self.record)
 
 
-def _finished(profile: Profile, results: Path, row: Row, dataset: str) -> list[_Run]:
-    """The records of the row's finished runs on ``dataset``, by seed."""
+def _finished(profile: Profile, results: Path, row: Row, dataset: str,
+              excluded: list[dict[str, Any]] | None = None) -> list[_Run]:
+    """The records of the row's finished runs on ``dataset``, by seed; with a profile snapshot, only those
+    trained from it (the others are appended to ``excluded`` with the reason)."""
     out = []
     for seed in range(row.seeds):
         rec = read_record(results, row.spec(dataset, seed).key)
-        if rec is not None:
-            out.append(_Run(rec))
+        if rec is None:
+            continue
+        commit = rec["result"].get("commit") or ""
+        if profile.snapshot and commit != profile.snapshot:
+            if excluded is not None:
+                excluded.append({"key": rec["key"], "commit": commit or None,
+                                 "reason": "dirty checkout" if commit.endswith("+dirty") else
+                                 f"not the table's snapshot {profile.snapshot[:12]}"})
+            continue
+        out.append(_Run(rec))
     return out
+
+
+def _tuned_layers(config: dict[str, Any]) -> str | int:
+    layers = config["model"].get("train_layers")
+    return "all" if layers is None else layers
+
+
+def _machine(result: dict[str, Any]) -> str | None:
+    m = result.get("machine")
+    if not m:
+        return None
+    simd = [f for f in ("amx_bf16", "avx512_bf16", "avx512f", "avx2") if f in (m.get("cpu_flags") or [])]
+    return f"{m.get('cpu_model')} ({simd[0] if simd else 'no AVX2'}), {m.get('threads')} thread(s), torch {m.get('torch')}"
 
 
 METRICS = {  # row field -> how to read it from a split's scores
@@ -382,12 +408,13 @@ METRICS = {  # row field -> how to read it from a split's scores
 HEADLINE = {"jmasa": "jmasa_f1", "masc": "masc_acc"}
 
 
-def collect(profile: Profile, results: Path, dataset: str) -> list[dict[str, Any]]:
+def collect(profile: Profile, results: Path, dataset: str,
+            excluded: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
     rows = []
     finished = {}
     for row in profile.rows:
         if dataset in row.datasets:
-            finished[row] = _finished(profile, results, row, dataset)
+            finished[row] = _finished(profile, results, row, dataset, excluded)
     for row, got in finished.items():
         tests = [r for r in got if r.result.get("test")]
         image_side = run_config(profile, row.spec(dataset, 0)
@@ -395,6 +422,8 @@ def collect(profile: Profile, results: Path, dataset: str) -> list[dict[str, Any
         out: dict[str, Any] = {
             "dataset": dataset, "task": row.task, "host": row.host, "variant": row.variant,
             "rationales": row.rationales or "none", "image_side": image_side,
+            "tuned_layers": _tuned_layers(run_config(profile, row.spec(dataset, 0)).model_dump()),
+            "commits": sorted({r.result.get("commit") or "unknown" for r in tests}),
             "seeds": [r.seed for r in tests], "planned_seeds": list(range(row.seeds)),
             "status": "done" if len(tests) == row.seeds else ("partial" if tests else "missing")}
         for name, get in METRICS[row.task].items():
@@ -408,7 +437,7 @@ def collect(profile: Profile, results: Path, dataset: str) -> list[dict[str, Any
         out["per_seed"] = [{"seed": r.seed, "best_epoch": r.result.get("best_epoch"),
                             "epochs_run": r.result.get("epochs_run"), "stopped": r.result.get("stopped"),
                             "train_seconds": r.result.get("train_seconds"), "commit": r.result.get("commit"),
-                            "origin": r.origin,
+                            "origin": r.origin, "cpu": _machine(r.result), "machine": r.result.get("machine"),
                             "dev": METRICS[row.task][HEADLINE[row.task]](r.result["dev"]),
                             "test": METRICS[row.task][HEADLINE[row.task]](r.result["test"]),
                             "test_scores": {name: get(r.result["test"]) for name, get in METRICS[row.task].items()}}
@@ -443,16 +472,29 @@ def _fmt(s: dict[str, float | None] | None) -> str:
     return f"{s['mean']:.1f} ± {s['std']:.1f}"
 
 
-def _fmt_paired(p: dict[str, Any] | None) -> str:
+def _interval(ci: dict[str, Any] | None) -> str:
+    return f"[{ci['lo']:+.1f}, {ci['hi']:+.1f}]" if ci else "–"
+
+
+def _fmt_paired(p: dict[str, Any] | None, short: bool = False) -> str:
+    """A paired comparison: mean ± std of the seed-paired differences, then the intervals that include
+    seed variance (t over seeds; two-level bootstrap, seeds then items) and the paired bootstrap over test
+    items (models held fixed). ``short``: the mean and the seed-level t-interval (the README table)."""
     if not p:
         return "–"
     d = p["seed_diff"]
     ci = p["bootstrap"]
     spread = f" ± {d['std']:.1f}" if d.get("std") is not None else ""
-    if not ci:
-        return f"{d['mean']:+.1f}{spread} [no item counts]"
-    boot_seeds = "" if ci["seeds"] == p["seeds"] else f" (seeds {','.join(map(str, ci['seeds']))})"
-    return f"{d['mean']:+.1f}{spread} [{ci['lo']:+.1f}, {ci['hi']:+.1f}]{boot_seeds}"
+    if "seed_ci95" not in p:  # built before seed-level intervals existed (the top-2 table's experiments)
+        if not ci:
+            return f"{d['mean']:+.1f}{spread} [no item counts]"
+        boot_seeds = "" if ci["seeds"] == p["seeds"] else f" (seeds {','.join(map(str, ci['seeds']))})"
+        return f"{d['mean']:+.1f}{spread} [{ci['lo']:+.1f}, {ci['hi']:+.1f}]{boot_seeds}"
+    if short:
+        return f"{d['mean']:+.1f} seeds {_interval(p['seed_ci95'])}"
+    items = _interval(ci) if ci else "[no item counts]"
+    return (f"{d['mean']:+.1f}{spread}; seeds (t) {_interval(p['seed_ci95'])}; seeds×items "
+            f"{_interval(p.get('two_level'))}; items {items}")
 
 
 def _status(r: dict[str, Any]) -> str:
@@ -478,7 +520,8 @@ def write_report(profile: Profile, results: Path, dataset: str,
     from lrsa.rationales.bundle import read_manifest
     from lrsa.training.loop import write_json
 
-    rows = collect(profile, results, dataset)
+    excluded: list[dict[str, Any]] = []
+    rows = collect(profile, results, dataset, excluded)
     manifest = read_manifest(dataset).get("sources", {})
     sources = sorted({r.rationales for r in profile.rows if dataset in r.datasets and r.rationales})
     example = next(r for r in profile.rows if dataset in r.datasets)
@@ -488,7 +531,8 @@ def write_report(profile: Profile, results: Path, dataset: str,
                                         "coverage": manifest.get(s, {}).get("coverage")} for s in sources},
               "config": {"profile_train_overrides": profile.train, "profile_model_overrides": profile.model,
                          "base_run_config": run_config(profile, example.spec(dataset, 0), overrides).model_dump()},
-              "data_sha256": data_checksums(dataset, data_dir), "rows": rows}
+              "data_sha256": data_checksums(dataset, data_dir), "snapshot": profile.snapshot, "rows": rows,
+              "excluded_records": excluded}
     if profile.results is None:  # a one-seed profile (main, smoke): how to read it
         report["notes"] = reading_notes(dataset, data_dir)
     if any(r.task == "masc" for r in profile.rows if dataset in r.datasets):
@@ -534,13 +578,17 @@ def render(report: dict[str, Any], dataset: str) -> str:
              f"Generated by `lrsa reproduce --profile {report['profile']}`; {report['profile_description']}. "
              "Test scores of the dev-selected checkpoint (selection on dev only; test scored once), mean ± std "
              "over the seeds listed (one number: one seed). Δ vs text: seed-paired difference against the "
-             "`text` row of the same host (mean ± std over common seeds) and, in brackets, the paired bootstrap "
-             "95 % interval over test items (sentences for JMASA, aspects for MASC; 2,000 resamples), over the "
-             "seeds named after it where fewer (a legacy run, recorded before records kept per-item counts, "
-             "has none). "
+             "`text` row of the same host (mean ± std over common seeds), then three 95 % intervals: "
+             "**seeds (t)**, the t-interval over the seed-paired differences, and **seeds×items**, a two-level "
+             "bootstrap that resamples seeds and then test items — both include training noise, and a claim "
+             "that a variant helps needs them above zero; **items**, the paired bootstrap over test items "
+             "(sentences for JMASA, aspects for MASC; 2,000 resamples) that holds the trained models fixed, "
+             "reported beside them, never instead. "
              "Δ vs lexicon: the same for an LLM-rationale row against the same variant with lexicon "
              "rationales (does the rationale source matter?).", "",
-             f"commit `{report['commit']}`", ""]
+             f"report commit `{report['commit']}`"
+             + (f"; every run of the table trained from snapshot `{report['snapshot']}`" if report.get("snapshot")
+                else ""), ""]
     jm = [r for r in rows if r["task"] == "jmasa"]
     if jm:
         lines += ["## JMASA (aspect terms and their sentiment)", "",
@@ -584,6 +632,12 @@ def render(report: dict[str, Any], dataset: str) -> str:
                       + "; ".join(f"{n} {v}" for n, v in PUBLISHED_MASC[dataset]) + "."]
     for note in report.get("notes", []):
         lines += ["", note]
+    cpus = sorted({p["cpu"] for r in rows for p in r["per_seed"] if p.get("cpu")})
+    if cpus:
+        lines += ["", "Machines of the runs: " + "; ".join(cpus) + " (per seed in report.json)."]
+    if report.get("excluded_records"):
+        lines += ["", f"Excluded records ({len(report['excluded_records'])}; not of the table's snapshot): "
+                  + ", ".join(f"`{e['key']}` ({e['reason']})" for e in report["excluded_records"]) + "."]
     lines += ["", "Rationale bundles: " + ", ".join(
         f"`{s}` {(v.get('sha256') or '?')[:12]}… ({(v.get('provenance') or {}).get('model', '?')})"
         for s, v in report["rationale_bundles"].items()),
@@ -616,7 +670,7 @@ def summary_markdown(results: Path, datasets: tuple[str, ...] = DATASETS) -> str
                 continue
             cell = f"{_fmt(s)} (n={len(r['seeds'])})"
             if r.get("vs_text"):
-                cell += f"; Δ {_fmt_paired(r['vs_text'])}"
+                cell += f"; Δ {_fmt_paired(r['vs_text'], short=True)}"
             cells.append(cell)
         name = "JMASA F1" if task == "jmasa" else "MASC acc"
         lines.append(f"| {name} | {host} | {variant} | {rats} | " + " | ".join(cells) + " |")
