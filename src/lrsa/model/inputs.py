@@ -182,6 +182,19 @@ def collate(items: list[Encoded], pad_id: int,
     return batch
 
 
+def token_table(tokenizer: Any, texts: list[str], max_tokens: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Padded token ids for side texts encoded by the trainable backbone (side_encoder=shared); an empty
+    text is an empty memory (mask row all False)."""
+    enc = tokenizer(texts, truncation=True, max_length=max_tokens)["input_ids"]
+    L = max(len(e) for e in enc)
+    ids = torch.full((len(enc), L), tokenizer.pad_token_id or 0, dtype=torch.long)
+    mask = torch.zeros((len(enc), L), dtype=torch.bool)
+    for i, e in enumerate(enc):
+        ids[i, :len(e)] = torch.tensor(e)
+        mask[i, :len(e)] = bool(texts[i].strip())
+    return ids, mask
+
+
 IMAGE_SIDE = ("visual", "rat_image")  # the side memories that come from the image
 
 

@@ -24,7 +24,7 @@ from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import lrsa
-from lrsa.api import resolve_aspects, tokenize
+from lrsa.model.posts import resolve_aspects, tokenize
 from lrsa.data.schema import Prediction
 from lrsa.serving.batcher import InferenceRunner
 from lrsa.serving.config import ServingConfig

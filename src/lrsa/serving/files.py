@@ -124,7 +124,7 @@ def _pool(workers: int):
 
 def _worker_settings(model: Any, threads: int) -> tuple:
     """What a worker process needs to load ``model`` again (``_model``'s arguments)."""
-    backend = model._rationale_backend
+    backend = model.rationale_backend
     if model.path is None or not isinstance(backend, str):
         raise ValueError("--workers needs a model loaded from a checkpoint directory with a named rationale "
                          "backend (each worker process loads it again)")

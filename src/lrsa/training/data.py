@@ -18,7 +18,7 @@ from lrsa.data import load_dataset, side_inputs
 from lrsa.data.schema import DataError, Example, Rationale
 from lrsa.features.side_cache import FrozenTextEncoder
 from lrsa.features.vision import image_text
-from lrsa.model.inputs import Encoded, encode_aspect, encode_post
+from lrsa.model.inputs import Encoded, encode_aspect, encode_post, token_table
 
 
 @dataclass
@@ -74,19 +74,6 @@ def side_texts(examples: list[Example], run: RunConfig, side: dict[str, dict[str
             out["rat_text"] = [rationales[k].text for k in keys]
         out["rat_image"] = [rationales[k].image for k in keys]
     return out
-
-
-def token_table(tokenizer: Any, texts: list[str], max_tokens: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Padded token ids for side texts encoded by the trainable backbone (side_encoder=shared); an empty
-    text is an empty memory (mask row all False)."""
-    enc = tokenizer(texts, truncation=True, max_length=max_tokens)["input_ids"]
-    L = max(len(e) for e in enc)
-    ids = torch.full((len(enc), L), tokenizer.pad_token_id or 0, dtype=torch.long)
-    mask = torch.zeros((len(enc), L), dtype=torch.bool)
-    for i, e in enumerate(enc):
-        ids[i, :len(e)] = torch.tensor(e)
-        mask[i, :len(e)] = bool(texts[i].strip())
-    return ids, mask
 
 
 def load_split(run: RunConfig, split: str, tokenizer: Any, side_encoder: FrozenTextEncoder | None,

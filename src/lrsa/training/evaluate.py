@@ -86,3 +86,46 @@ def score_split(split, pred) -> dict[str, Any]:
 
 #: the dev score that selects the checkpoint, per task (the aspect host predicts given aspects: MASC)
 SELECTION = {"jmasa": ("JMASA F1", lambda s: s["jmasa"]["f1"]), "masc": ("MASC acc", lambda s: s["masc"]["acc"])}
+
+
+def evaluate_split(net, tokenizer, run, side_encoder, dataset: str, split: str,
+                   data_dir: str | Path | None = None, limit: int | None = None,
+                   rationale_source: str | None = None, log=None, progress: bool = False,
+                   without_image: bool = False, cache_dir: str | Path | None = None) -> dict[str, Any]:
+    """Predict a benchmark split with its committed rationales and captions and score it (what
+    ``LRSA.evaluate_split`` runs). ``side_encoder``: a zero-argument callable returning the model's frozen
+    side encoder (called only when the model has one); ``log``: stage messages (loading, encoding side
+    texts); ``progress``: progress bars over the prediction batches; ``without_image``: every post as if it
+    had no image (V and L_i empty), as text-only posts are read."""
+    import time
+
+    from lrsa.training.data import load_rationales, load_split
+    from lrsa.training.metrics import score
+
+    run = run.model_copy(update={"train": run.train.model_copy(update={
+        "dataset": dataset, "rationale_source": rationale_source or run.train.rationale_source})})
+    say = log or (lambda m: None)
+    say(f"loading {dataset} {split}" + (f" ({run.train.rationale_source} rationales)"
+                                        if run.model.uses_rationales else "")
+        + "; side texts are encoded once (cached states are reused)")
+    t0 = time.perf_counter()
+    rationales = load_rationales(run)
+    sp = load_split(run, split, tokenizer, side_encoder() if run.model.side_encoder == "frozen" else None,
+                    data_dir, rationales, limit, cache_dir)
+    say(f"{len(sp.examples)} sentences ready in {time.perf_counter() - t0:.1f}s")
+    if without_image:  # the modality-dropout mechanism, applied to every row of the split
+        from lrsa.model.inputs import drop_image_side
+
+        drop_image_side({"side": sp.side})
+    pad = tokenizer.pad_token_id or 0
+    t0 = time.perf_counter()
+    pred = predict_split(net, sp, pad, progress="predicting" if progress else None)
+    seconds = time.perf_counter() - t0
+    scores = score_split(sp, pred)
+    if run.model.task == "jmasa":  # MASC of a joint host: forced onto the gold spans
+        scores["masc_forced"] = score(sp.examples, masc_split(
+            net, sp, pad, progress="sentiment on gold spans" if progress else None))["masc"]
+        scores["masc"] = scores["masc_forced"]
+    scores["predict_seconds"] = round(seconds, 2)
+    scores["examples_per_s"] = round(len(sp.examples) / seconds, 2)
+    return {"predictions": pred, "scores": scores, "examples": sp.examples}

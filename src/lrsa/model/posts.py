@@ -1,0 +1,309 @@
+"""Posts -> predictions: what ``LRSA.predict_batch`` runs, apart from the public API.
+
+Contract: ``PostPredictor(net, tokenizer, run, side_encoder_spec, ...).predict_batch(posts)`` takes posts
+(dicts with ``text`` and optional ``id`` / ``image`` / ``image_text``, plus ``aspects`` /
+``aspect_rationales`` for aspect-host checkpoints) and returns one ``Prediction`` per post, in order. For
+each group of ``batch_size`` posts it
+  1. tokenises the text (``tokenize``: tweet words and their character spans) and resolves given aspects;
+  2. reads the image as the model was trained to (``captions``: the given ``image_text``; ``pixels``:
+     EfficientNet-Lite0 regions of the photo); a post without it gets an empty, masked visual memory and a
+     note saying so;
+  3. asks the rationale backend for L_t and L_i (``lrsa.rationales.rationalize``; never from labels);
+  4. encodes the side texts (the frozen side encoder, or token ids for ``side_encoder: shared``) into side
+     tables, collates the items (one per word window of a post, or one per given aspect) and runs the net;
+  5. maps the decoded word spans back to the post (a span is kept from the window in which its first word
+     is most central) and to character offsets.
+Errors name the post (``post N``, counted over the whole call). It imports nothing above the model stage.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from lrsa.data.schema import PredictedAspect, Prediction, Rationale
+
+NO_IMAGE_NOTE = "no image: predicted from the text alone (the visual memory is empty)"
+
+_TOKEN = re.compile(r"https?://\S+|www\.\S+|[@#]\w+|\w+(?:['’]\w+)*|[^\w\s]+", re.UNICODE)
+
+
+def tokenize(text: str) -> tuple[list[str], list[tuple[int, int]]]:
+    """Tweet words and their character spans in ``text`` (hashtags and mentions stay whole)."""
+    words, spans = [], []
+    for m in _TOKEN.finditer(text):
+        words.append(m.group())
+        spans.append((m.start(), m.end()))
+    return words, spans
+
+
+def resolve_aspects(given: list[Any], words: list[str], where: str) -> list[tuple[int, int]]:
+    """Given aspects -> word spans of ``words``: a surface string is found as whole words (first occurrence,
+    exact case first, then ignoring case); ``{"start", "end"}`` are word indices (end exclusive)."""
+    if not isinstance(given, list):
+        raise ValueError(f"{where}: aspects must be a list")
+    out = []
+    for j, a in enumerate(given):
+        if isinstance(a, str):
+            target = tokenize(a)[0]
+            if not target:
+                raise ValueError(f"{where}: aspect {j} is empty")
+            k = len(target)
+            hits = [i for i in range(len(words) - k + 1) if words[i:i + k] == target] or \
+                [i for i in range(len(words) - k + 1) if [w.lower() for w in words[i:i + k]] == [t.lower() for t in target]]
+            if not hits:
+                raise ValueError(f"{where}: aspect {a!r} does not occur as whole words in the text")
+            out.append((hits[0], hits[0] + k))
+        elif isinstance(a, dict) and isinstance(a.get("start"), int) and isinstance(a.get("end"), int):
+            if not 0 <= a["start"] < a["end"] <= len(words):
+                raise ValueError(f"{where}: aspect {j} span [{a['start']}, {a['end']}) is outside the "
+                                 f"text's {len(words)} words")
+            out.append((a["start"], a["end"]))
+        else:
+            raise ValueError(f"{where}: aspect {j} must be a string or {{'start': int, 'end': int}}")
+    return out
+
+
+def aspect_rationales(given: list[Any] | None, n: int, where: str) -> list[Rationale | None]:
+    """The rationales given with ``n`` aspects (one per aspect, ``None``: that aspect uses the post's)."""
+    if given is None:
+        return [None] * n
+    if not isinstance(given, list) or len(given) != n:
+        raise ValueError(f"{where}: aspect_rationales must be a list with one entry (or None) per aspect ({n})")
+    out = []
+    for r in given:
+        if r is None:  # this aspect uses the post's rationale
+            out.append(None)
+        elif isinstance(r, Rationale):
+            out.append(r)
+        elif isinstance(r, dict) and all(isinstance(r.get(k, ""), str) for k in ("text", "image")):
+            out.append(Rationale(text=r.get("text", ""), image=r.get("image", ""),
+                                 provenance={"backend": "user", "level": "aspect"}))
+        else:
+            raise ValueError(f"{where}: each aspect rationale is a Rationale or {{'text', 'image'}} strings")
+    return out
+
+
+class PostPredictor:
+    """Runs posts through a loaded network (see the module doc). ``side_encoder_spec``: the checkpoint's
+    ``side_encoder`` record (backbone, max_tokens, fingerprint) or None; ``rationale_backend``: a backend name
+    of ``lrsa.rationales`` or a backend object."""
+
+    def __init__(self, net: Any, tokenizer: Any, run: Any, side_encoder_spec: dict[str, Any] | None,
+                 precision: str, cache_dir: str | Path | None = None, rationale_backend: Any = "lexicon"):
+        self.net = net
+        self.tokenizer = tokenizer
+        self.run = run
+        self.side_encoder_spec = side_encoder_spec
+        self.precision = precision
+        self.cache_dir = cache_dir
+        self.rationale_backend = rationale_backend
+        self._backend_obj = None
+        self._side_encoder = None
+        self._pixels = None
+
+    # ---------------------------------------------------------------- side inputs
+
+    def backend_name(self) -> str:
+        b = self.rationale_backend
+        return b if isinstance(b, str) else getattr(b, "name", type(b).__name__)
+
+    def backend(self):
+        if self._backend_obj is None:
+            from lrsa.rationales import make_backend
+
+            b = self.rationale_backend
+            self._backend_obj = make_backend(b) if isinstance(b, str) else b
+        return self._backend_obj
+
+    @property
+    def side_encoder(self):
+        """The frozen side encoder the model was trained with (its weights checked), or None."""
+        if self._side_encoder is None:
+            from lrsa.features.side_cache import FrozenTextEncoder, weights_fingerprint
+
+            se = self.side_encoder_spec
+            if not se:
+                return None
+            enc = FrozenTextEncoder(se["backbone"], se["max_tokens"], cache_dir=self.cache_dir,
+                                    precision=self.precision)
+            got = weights_fingerprint(enc.path)
+            if got != se["fingerprint"]:
+                raise RuntimeError(f"side encoder {se['backbone']!r} at {enc.path} has weights {got[:12]}..., "
+                                   f"but this model was trained with {se['fingerprint'][:12]}...")
+            self._side_encoder = enc
+        return self._side_encoder
+
+    def side_tables(self, texts: dict[str, list[str]]) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        if self.run.model.side_encoder == "shared":
+            from lrsa.model.inputs import token_table
+
+            return {k: token_table(self.tokenizer, v, self.run.model.side_max_tokens) for k, v in texts.items()}
+        return {k: self.side_encoder.encode(v) for k, v in texts.items()}
+
+    def rationale(self, text: str, image_path: str | None, image_text: str | None) -> Rationale:
+        from lrsa.rationales import RationaleInput, rationalize
+
+        inp = RationaleInput(id="post", text=text, image_path=image_path,
+                             image_texts=(image_text,) if image_text else (),
+                             image_source="user" if image_text else None)
+        return rationalize(inp, self.backend())
+
+    # ---------------------------------------------------------------- prediction
+
+    def predict_batch(self, posts: list[dict[str, Any]], progress: bool = False,
+                      use_rationales: bool = True, batch_size: int = 32) -> list[Prediction]:
+        out: list[Prediction] = []
+        chunks = range(0, len(posts), batch_size)
+        if progress:
+            from rich.progress import track
+
+            chunks = track(chunks, description="predicting")
+        for c in chunks:
+            out.extend(self._predict_group(posts[c:c + batch_size], c, use_rationales))
+        return out
+
+    def _predict_group(self, group: list[dict[str, Any]], c: int, use_rationales: bool) -> list[Prediction]:
+        """One batch of posts; ``c``: the index of its first post in the whole call (for error messages)."""
+        from lrsa.features.text import word_pieces
+        from lrsa.features.vision import PixelEncoder, open_image
+        from lrsa.model.inputs import aspect_window, collate, encode_aspect, encode_post, owner, word_windows
+
+        m = self.run.model
+        timings: dict[str, float] = {}
+        t0 = time.perf_counter()
+        words_l, spans_l, texts = [], [], []
+        given_l: list[list[tuple[int, int]]] = []
+        aspect_rats: list[list[Rationale | None]] = []
+        image_texts: list[str | None] = []
+        visuals: list[torch.Tensor | None] = []
+        notes: list[list[str]] = []
+        for n, post in enumerate(group):
+            if not isinstance(post, dict) or not isinstance(post.get("text"), str):
+                raise ValueError(f"post {c + n}: needs a string 'text'")
+            words, spans = tokenize(post["text"])
+            if not words:
+                raise ValueError(f"post {c + n}: empty text")
+            given = post.get("aspects")
+            if m.host == "aspect":
+                if not given:
+                    raise ValueError(f"post {c + n}: this model classifies given aspects (MASC): give "
+                                     "aspects=[...] (surface strings or word spans)")
+                given_l.append(resolve_aspects(given, words, f"post {c + n}"))
+                aspect_rats.append(aspect_rationales(post.get("aspect_rationales"), len(given_l[-1]),
+                                                     f"post {c + n}"))
+            elif given is not None:
+                raise ValueError(f"post {c + n}: this model extracts the aspects itself (host "
+                                 f"{m.host}); given aspects need a MASC checkpoint (host: aspect)")
+            words_l.append(words)
+            spans_l.append(spans)
+            texts.append(post["text"])
+            image, itext = post.get("image"), post.get("image_text")
+            post_notes: list[str] = []
+            if m.image_side == "captions":
+                if image is not None:
+                    open_image(image)  # a bad image is an error even when its caption is given
+                if not itext:
+                    post_notes.append(
+                        "the photo was not read: this model reads the image as text; give image_text "
+                        "(a description of the photo) to use it" if image is not None else
+                        NO_IMAGE_NOTE)
+            elif m.image_side == "pixels":
+                if image is None:
+                    visuals.append(None)
+                    post_notes.append(NO_IMAGE_NOTE)
+                else:
+                    if self._pixels is None:
+                        self._pixels = PixelEncoder(m.pixel_encoder)
+                    visuals.append(self._pixels.encode(image))
+            notes.append(post_notes)
+            image_texts.append(itext)
+        timings["tokenize"] = (time.perf_counter() - t0) * 1000
+        # rationales
+        rats: list[Rationale | None] = [None] * len(group)
+        t0 = time.perf_counter()
+        if m.uses_rationales and use_rationales:
+            for n, post in enumerate(group):
+                img = post.get("image")
+                rats[n] = self.rationale(post["text"], str(img) if isinstance(img, (str, Path)) else None,
+                                         image_texts[n])
+        timings["rationales"] = (time.perf_counter() - t0) * 1000
+        t0 = time.perf_counter()
+        side_texts: dict[str, list[str]] = {}
+        if m.image_side == "captions":
+            side_texts["visual"] = [t or "" for t in image_texts]
+        # rationale rows: one per post, or one per given aspect (its own rationale, else the post's)
+        per_item = [r for n in range(len(group)) for r in
+                    ([a or rats[n] for a in aspect_rats[n]] if m.host == "aspect" else [rats[n]])]
+        if m.uses_rationales:
+            side_texts["rat_text"] = [r.text if r else "" for r in per_item]
+            side_texts["rat_image"] = [r.image if r else "" for r in per_item]
+        tables = self.side_tables(side_texts) if side_texts else {}
+        if not (m.uses_rationales and use_rationales):
+            for k in ("rat_text", "rat_image"):
+                if k in tables:  # asked to predict without rationales: the rationale side is empty
+                    tables[k] = (tables[k][0], torch.zeros_like(tables[k][1]))
+        if m.image_side == "pixels":  # a post without a photo: an empty (masked) visual memory
+            shape = (PixelEncoder.regions, PixelEncoder.dim)
+            v = torch.stack([x if x is not None else torch.zeros(shape) for x in visuals])
+            present = torch.tensor([x is not None for x in visuals])
+            tables["visual"] = (v, present[:, None].expand(v.shape[:2]).clone())
+        # items: one per given aspect (aspect host) or one per word window of a post (joint hosts; a post
+        # longer than max_tokens is read in overlapping windows, each span kept from the window in which
+        # its first word is most central)
+        items, post_of, window_of, offset = [], [], [], []
+        windows: list[list[tuple[int, int]]] = []
+        for n, post in enumerate(group):
+            pid = post.get("id") or f"post-{c + n}"
+            pieces = word_pieces(self.tokenizer, words_l[n])  # once per post: windows and encoders share them
+            if m.host == "aspect":
+                for span in given_l[n]:
+                    row = len(items)
+                    ws, we = aspect_window(self.tokenizer, words_l[n], span, m.aspect_input, m.max_tokens,
+                                           pieces)
+                    items.append(encode_aspect(self.tokenizer, f"{pid}@{row}", words_l[n][ws:we],
+                                               (span[0] - ws, span[1] - ws), m.aspect_input, m.max_tokens,
+                                               side_index={k: (n if k == "visual" else row) for k in tables},
+                                               pieces=pieces[ws:we]))
+                    post_of.append(n)
+                    offset.append(ws)
+            else:
+                windows.append(word_windows(self.tokenizer, words_l[n], m.max_tokens, pieces))
+                for w, (ws, we) in enumerate(windows[n]):
+                    items.append(encode_post(self.tokenizer, pid if w == 0 else f"{pid}#{w}",
+                                             words_l[n][ws:we], m.max_tokens, side_index={k: n for k in tables},
+                                             pieces=pieces[ws:we]))
+                    post_of.append(n)
+                    window_of.append(w)
+                    offset.append(ws)
+        batch = collate(items, self.tokenizer.pad_token_id or 0, tables)
+        timings["encode_side"] = (time.perf_counter() - t0) * 1000
+        t0 = time.perf_counter()
+        decoded_items = self.net.decode(batch)
+        timings["model"] = (time.perf_counter() - t0) * 1000
+        decoded: list[list[tuple[int, int, str, float, Rationale | None]]] = [[] for _ in group]
+        for row, (n, found) in enumerate(zip(post_of, decoded_items)):
+            own = per_item[row] if m.host == "aspect" and aspect_rats[n] else None
+            o = offset[row]
+            for s, e, pol, conf in found:
+                if m.host != "aspect" and owner(windows[n], s + o) != window_of[row]:
+                    continue  # this span's first word is better seen by another window
+                decoded[n].append((s + o, e + o, pol, conf, own))
+        share = {k: round(v / len(group), 3) for k, v in timings.items()}
+        out: list[Prediction] = []
+        for n, post in enumerate(group):
+            aspects = []
+            for s, e, pol, conf, own in decoded[n]:
+                cs, ce = spans_l[n][s][0], spans_l[n][e - 1][1]
+                aspects.append(PredictedAspect(start=s, end=e, polarity=pol, confidence=min(1.0, conf),
+                                               char_start=cs, char_end=ce, text=texts[n][cs:ce],
+                                               rationale=own if own is not rats[n] else None))
+            used = bool(m.uses_rationales and use_rationales)
+            out.append(Prediction(id=post.get("id"), text=texts[n], words=words_l[n], aspects=aspects,
+                                  rationale=rats[n], used_rationales=used, notes=notes[n],
+                                  timings_ms={**share, "total": round(sum(share.values()), 3)}))
+        return out
