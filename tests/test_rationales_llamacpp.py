@@ -71,8 +71,22 @@ def test_a_build_for_instructions_this_cpu_lacks_is_refused_by_name(tmp_path):
             return b"CPU : AVX2 = 1 | AVX_VNNI = 1 | AMX_INT8 = 1 | "
 
     if not {"avx_vnni", "amx_int8"} <= (cpu_flags() or set()):
-        with pytest.raises(EngineError, match=r"compiled for .*(AVX_VNNI|AMX_INT8).*scripts/setup.sh"):
+        with pytest.raises(EngineError, match=r"compiled for .*(AVX_VNNI|AMX_INT8).*scripts/setup_llama\.sh"):
             check_cpu_features(Built)
+
+
+def test_without_llama_cpp_the_local_writer_names_the_command_that_builds_it(monkeypatch):
+    """scripts/setup.sh leaves llama-cpp-python out (the main job runs no LLM): making the local backend on a
+    machine without it fails at once, before any long run, naming scripts/setup_llama.sh."""
+    import importlib.util
+
+    from lrsa.rationales.llamacpp import EngineError
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "llama_cpp" else real(name, *a))
+    with pytest.raises(EngineError, match=r"not installed.*`bash scripts/setup_llama\.sh`.*--runtime transformers"):
+        make_backend("local")
+    assert make_backend("local", model="smollm2-135m", runtime="transformers").runtime == "transformers"  # no llama.cpp
 
 
 @pytest.mark.slow

@@ -17,10 +17,11 @@ DataDirOption = typer.Option(None, "--data-dir", help="Benchmark data directory 
 def user_errors() -> Iterator[None]:
     """Turn expected failures (bad data, missing files, unknown names) into one line and exit code 2."""
     from lrsa.data.schema import DataError
+    from lrsa.rationales.llamacpp import EngineError
 
     try:
         yield
-    except (DataError, FileNotFoundError, KeyError, ValueError) as err:
+    except (DataError, FileNotFoundError, KeyError, ValueError, EngineError) as err:
         msg = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
         typer.echo(f"error: {msg}", err=True)
         raise typer.Exit(2) from None

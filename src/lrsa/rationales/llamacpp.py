@@ -22,9 +22,11 @@ tokens and the seconds spent in steps that carry a prompt (prefill) or only new 
 
 Prompts are rendered with the chat template stored in the GGUF file (Jinja, sandboxed). A prompt that does
 not fit its slot (``ctx_per_seq - max_new_tokens`` tokens) raises ``PromptTooLong`` naming its index. A build
-compiled for instruction sets this CPU lacks (``scripts/setup.sh`` builds for the CPU it runs on; a venv or wheel
-carried to another machine may not match) raises ``EngineError`` naming them before any decode, instead of
-dying with SIGILL at the first token.
+compiled for instruction sets this CPU lacks (``scripts/setup_llama.sh`` builds for the CPU it runs on; a venv or
+wheel carried to another machine may not match) raises ``EngineError`` naming them before any decode, instead of
+dying with SIGILL at the first token. llama-cpp-python is not installed by ``scripts/setup.sh`` (the main job runs
+no LLM): where it is missing, ``require_llama_cpp`` raises ``EngineError`` naming the command that builds it
+(``bash scripts/setup_llama.sh``); nothing builds it behind the user's back.
 """
 
 from __future__ import annotations
@@ -56,14 +58,27 @@ CPU_FEATURE_FLAGS = {"SSE3": "pni", "SSSE3": "ssse3", "AVX": "avx", "AVX_VNNI": 
                      "AVX512_VNNI": "avx512_vnni", "AVX512_BF16": "avx512_bf16", "AMX_INT8": "amx_int8"}
 
 
+SETUP_COMMAND = "bash scripts/setup_llama.sh"
+_MISSING = ("llama-cpp-python is not installed: the local LLM writer's llama.cpp runtime needs it, and "
+            "scripts/setup.sh leaves it out (the main job runs no LLM). Build it for this CPU's instruction sets "
+            f"with `{SETUP_COMMAND}` (in the source checkout; about 5-7 minutes on 2 cores, once per CPU), or use "
+            "the local writer with --runtime transformers")
+
+
+def require_llama_cpp() -> None:
+    """Raise ``EngineError`` naming the command that builds llama-cpp-python when it is not installed (checked
+    without importing it: cheap enough for a backend's constructor, before any long run starts)."""
+    import importlib.util
+
+    if importlib.util.find_spec("llama_cpp") is None:
+        raise EngineError(_MISSING)
+
+
 def import_llama_cpp() -> Any:
     try:
         import llama_cpp
     except ImportError as err:
-        raise EngineError(
-            "llama-cpp-python is not installed (it builds from source, ~5 min on 2 cores): "
-            "bash scripts/setup.sh builds it for this CPU's instruction sets "
-            f"({type(err).__name__}: {err})") from None
+        raise EngineError(f"{_MISSING} ({type(err).__name__}: {err})") from None
     return llama_cpp
 
 
@@ -96,8 +111,8 @@ def check_cpu_features(lc: Any) -> None:
     if missing:
         raise EngineError(
             f"llama-cpp-python was compiled for {', '.join(missing)}, which this CPU does not have "
-            f"(it would die with 'Illegal instruction'); rebuild it for this CPU: rm -f .venv/.setup-stamp && "
-            f"bash scripts/setup.sh (llama.cpp reports: {info.strip()})")
+            f"(it would die with 'Illegal instruction'); rebuild it for this CPU: rm -f .venv/.llama-build && "
+            f"{SETUP_COMMAND} (llama.cpp reports: {info.strip()})")
 
 
 @dataclass

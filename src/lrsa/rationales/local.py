@@ -4,7 +4,8 @@ Models (``model=``): ``qwen2.5-coder-0.5b`` (default), ``qwen2.5-coder-1.5b``, `
 a ``.gguf`` file; ``lrsa.rationales.llm_files`` assembles and checks them. Runtimes (``runtime=``):
 
 ``llama.cpp`` (default)  ``LlamaCppEngine``: batched greedy decoding, ``n_parallel`` sequences share each
-                          decode step (``llama-cpp-python``, compiled by ``scripts/setup.sh``).
+                          decode step (``llama-cpp-python``, compiled by ``scripts/setup_llama.sh``; where
+                          it is missing, making the backend raises an error naming that command).
 ``transformers``          transformers + gguf de-quantised to fp32, left-padded batches: no compiler
                           needed, several times slower (SmolLM2-135M: about 1.5 tokens/s per stream).
 
@@ -42,6 +43,10 @@ class LocalBackend(Backend):
                  prompt_version: str = LOCAL_PROMPT_VERSION, ctx_per_seq: int = 1024, **_: Any):
         if runtime not in RUNTIMES:
             raise ValueError(f"local runtime must be one of {', '.join(RUNTIMES)}, not {runtime!r}")
+        if runtime == "llama.cpp":
+            from lrsa.rationales.llamacpp import require_llama_cpp
+
+            require_llama_cpp()  # before any long run: names the command that builds it
         self.runtime = runtime
         self.model_name = str(model or DEFAULT_MODEL)
         self.path = gguf_path(self.model_name)
