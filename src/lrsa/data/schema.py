@@ -89,6 +89,37 @@ class Rationale(BaseModel):
     provenance: dict[str, Any] = Field(default_factory=dict)  # backend, model, prompt hash, decoding
 
 
+class InputEffect(BaseModel):
+    """Intervention: the aspect re-scored with one input removed (``lrsa.model.attribution``)."""
+
+    prob: float  # probability of the predicted polarity on the span once the input is removed
+    change: float  # before - after: positive = the input supported the decision
+    polarity_flip: bool  # another polarity is now the most probable on the span
+    span_flip: bool  # decoding no longer yields the span
+
+
+class SideToken(BaseModel):
+    """A word of L_t or L_i that the aspect attended to: its character span in the rationale text."""
+
+    token: str
+    start: int
+    end: int
+    mass: float  # read-out: mean attention of the aspect's words on it
+    effect: float | None = None  # intervention: change when it alone is removed (the top few only)
+
+
+class Attribution(BaseModel):
+    """What one aspect's decision drew on (``lrsa.model.attribution``): keys ``text``, ``V``, ``L_t``,
+    ``L_i``; an input the model could not see is exactly 0."""
+
+    method: Literal["readout", "intervention"]  # the method ``shares`` shows
+    prob: float  # probability of the predicted polarity on the span, all inputs present
+    shares: dict[str, float]  # what the aspect leaned on, by ``method`` (sums to 1, or all 0)
+    readout: dict[str, float]  # gate openings x attention mass, as shares
+    intervention: dict[str, InputEffect]
+    tokens: dict[str, list[SideToken]] = Field(default_factory=dict)  # L_t / L_i words that mattered
+
+
 class PredictedAspect(BaseModel):
     """An aspect the model found: word span, character span in ``Prediction.text``, surface, polarity."""
 
@@ -101,6 +132,7 @@ class PredictedAspect(BaseModel):
     text: str
     # aspect host (given aspects): the rationale this aspect was classified with, when it has its own
     rationale: Rationale | None = None
+    attribution: Attribution | None = None  # only when asked for (``explain=True``)
 
 
 class Prediction(BaseModel):
