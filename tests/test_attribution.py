@@ -236,3 +236,82 @@ def test_explaining_changes_no_prediction(checkpoint_dir):  # noqa: F811
         for a in row:
             assert 0.0 <= a["prob"] <= 1.0 and abs(sum(a["shares"].values()) - 1.0) < 1e-6 or \
                 sum(a["shares"].values()) == 0.0
+
+
+# --------------------------------------------------------------------------- the public API
+
+
+def test_predict_explain_reproduces_predicting_without_each_input(checkpoint_dir):  # noqa: F811
+    """``LRSA.predict(..., explain=True)``: the same aspects as without it, each with an attribution whose
+    removals are what predicting the post without that input gives (same rationale, one part emptied; no
+    image description for V)."""
+    from lrsa.api import LRSA
+    from lrsa.data.schema import Rationale
+
+    model = LRSA.from_pretrained(checkpoint_dir)
+    posts = [p for p in real_posts(12) if p["image_text"]]
+    checked = 0
+    for post in posts:
+        plain = model.predict(post["text"], image_text=post["image_text"])
+        pred = model.predict(post["text"], image_text=post["image_text"], explain=True)
+        assert [a.model_dump(exclude={"attribution"}) for a in pred.aspects] == \
+            [a.model_dump(exclude={"attribution"}) for a in plain.aspects]
+        assert all(a.attribution is None for a in plain.aspects) and "explain" not in plain.timings_ms
+        if not pred.aspects or not (pred.rationale.text and pred.rationale.image):
+            continue
+        assert all(a.attribution is not None for a in pred.aspects)
+        rat = pred.rationale
+        fixed = {"L_t": (Rationale(text="", image=rat.image), post["image_text"]),
+                 "L_i": (Rationale(text=rat.text, image=""), post["image_text"]),
+                 "V": (rat, None)}
+        for name, (r, itext) in fixed.items():
+            model._posts.rationale = lambda *_a, r=r: r  # this post's rationale, one part removed
+            try:
+                without = model.predict(post["text"], image_text=itext, explain=True)
+            finally:
+                del model._posts.rationale
+            polarity = {(b.start, b.end): b.polarity for b in pred.aspects}
+            got = {(a.start, a.end): a.attribution.prob for a in without.aspects
+                   if polarity.get((a.start, a.end)) == a.polarity}
+            for a in pred.aspects:
+                if (a.start, a.end) in got:  # the span is still found with the same polarity: compare
+                    assert a.attribution.intervention[name].prob == pytest.approx(got[(a.start, a.end)], abs=2e-5)
+                    assert a.attribution.intervention[name].span_flip is False
+                    checked += 1
+                else:
+                    assert a.attribution.intervention[name].span_flip or a.attribution.intervention[name].polarity_flip
+        for a in pred.aspects:
+            for name in ("L_t", "L_i"):
+                for t in a.attribution.tokens.get(name, []):
+                    source = rat.text if name == "L_t" else rat.image
+                    assert source[t.start:t.end] == t.token
+    assert checked >= 3
+
+
+def test_predict_command_explains_each_aspect(checkpoint_dir):  # noqa: F811
+    import json
+
+    from typer.testing import CliRunner
+
+    from lrsa.cli import app
+
+    post = real_posts(2)[1]  # "Crazy hair day ! Lydia is a contender . : )" and its image description
+    args = ["predict", "--checkpoint", str(checkpoint_dir), "--text", post["text"], "--image-text",
+            post["image_text"], "--rationale-backend", "lexicon"]
+    runner = CliRunner()
+    r = runner.invoke(app, [*args, "--explain", "--json"])
+    assert r.exit_code == 0, r.output
+    pred = json.loads(r.stdout)
+    assert pred["aspects"]
+    for a in pred["aspects"]:
+        att = a["attribution"]
+        assert set(att["shares"]) == set(att["readout"]) == set(att["intervention"]) == {"text", "V", "L_t", "L_i"}
+        assert att["method"] == "intervention" and 0.0 < att["prob"] <= 1.0
+    r = runner.invoke(app, [*args, "--explain"])
+    assert r.exit_code == 0, r.output
+    assert r.output.count("leaned on (") == len(pred["aspects"]) and "without text " in r.output
+    plain = runner.invoke(app, [*args, "--json"])
+    assert [a["attribution"] for a in json.loads(plain.stdout)["aspects"]] == [None] * len(pred["aspects"])
+    r = runner.invoke(app, ["predict", "--checkpoint", str(checkpoint_dir), "--input", "posts.jsonl", "--out",
+                            "out.jsonl", "--explain"])
+    assert r.exit_code == 2 and "--explain works with --text" in r.output

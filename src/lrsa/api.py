@@ -172,24 +172,28 @@ class LRSA:
 
     def predict(self, text: str, image: Any = None, *, image_text: str | None = None,
                 aspects: list[Any] | None = None, aspect_rationales: list[Any] | None = None,
-                use_rationales: bool = True) -> Prediction:
+                use_rationales: bool = True, explain: bool = False) -> Prediction:
         """One post. ``aspects`` (MASC checkpoints, ``host: aspect``): the given aspects, each a surface string
         (its first occurrence as whole words) or ``{"start", "end"}`` word indices of ``tokenize(text)``;
         ``aspect_rationales``: optionally one rationale per aspect (``Rationale`` or ``{"text", "image"}``),
-        e.g. an LLM's reason toward it, else the post's rationale from the backend serves every aspect."""
+        e.g. an LLM's reason toward it, else the post's rationale from the backend serves every aspect.
+        ``explain``: each aspect also carries its ``attribution`` (what it leaned on among the tweet words, the
+        image side, L_t and L_i, by read-out and by removing each input; ``lrsa.model.attribution``). Off by
+        default: it scores each post again once per input."""
         post: dict[str, Any] = {"text": text, "image": image, "image_text": image_text}
         if aspects is not None:
             post["aspects"] = aspects
         if aspect_rationales is not None:
             post["aspect_rationales"] = aspect_rationales
-        return self.predict_batch([post], use_rationales=use_rationales)[0]
+        return self.predict_batch([post], use_rationales=use_rationales, explain=explain)[0]
 
     def predict_batch(self, posts: list[dict[str, Any]], progress: bool = False,
-                      use_rationales: bool = True, batch_size: int = 32) -> list[Prediction]:
+                      use_rationales: bool = True, batch_size: int = 32, explain: bool = False) -> list[Prediction]:
         """Predict many posts: each a dict with ``text`` and optional ``image`` / ``image_text`` / ``id``
-        (and ``aspects`` / ``aspect_rationales`` for MASC checkpoints, as in ``predict``)."""
+        (and ``aspects`` / ``aspect_rationales`` for MASC checkpoints, as in ``predict``); ``explain`` as in
+        ``predict``."""
         return self._posts.predict_batch(posts, progress=progress, use_rationales=use_rationales,
-                                         batch_size=batch_size)
+                                         batch_size=batch_size, explain=explain)
 
     # ---------------------------------------------------------------- benchmark evaluation
 

@@ -129,6 +129,9 @@ def predict_cmd(
     aspect: List[str] = typer.Option([], "--aspect", help="A given aspect (repeatable; MASC checkpoints, "
                                      "host: aspect): its words as they occur in the text."),
     no_rationales: bool = typer.Option(False, "--no-rationales", help="Predict without rationales."),
+    explain: bool = typer.Option(False, "--explain", help="With --text: what each aspect leaned on (tweet words, "
+                                 "image side, L_t, L_i) and the rationale words that mattered; slower: the post "
+                                 "is scored again once per input."),
     backend: str = typer.Option("lexicon", "--rationale-backend", "--rationales",
                                 help="Rationale backend: lexicon (instant), local (Qwen2.5-Coder-0.5B via llama.cpp; "
                                      "a few seconds per post on 2 cores), openai, import."),
@@ -145,6 +148,9 @@ def predict_cmd(
     if input_file is not None and out is None:
         typer.echo("error: --input needs --out (the predictions JSONL)", err=True)
         raise typer.Exit(2)
+    if explain and input_file is not None:
+        typer.echo("error: --explain works with --text (one post)", err=True)
+        raise typer.Exit(2)
     with user_errors():
         model = LRSA.from_pretrained(checkpoint, rationale_backend=backend, precision=precision)
         if input_file is not None:
@@ -160,7 +166,7 @@ def predict_cmd(
                 raise typer.Exit(1)  # lenient: the errors are lines in --out, and the exit code says so
             return
         pred = model.predict(text, image=str(image) if image else None, image_text=image_text,
-                             aspects=list(aspect) or None, use_rationales=not no_rationales)
+                             aspects=list(aspect) or None, use_rationales=not no_rationales, explain=explain)
     if as_json:
         print_json(pred.model_dump())
         return
@@ -169,6 +175,11 @@ def predict_cmd(
     for a in pred.aspects:
         typer.echo(f"{a.text!r} [{a.start}:{a.end}] chars {a.char_start}-{a.char_end}  {a.polarity}  "
                    f"(confidence {a.confidence:.2f})")
+        if a.attribution is not None:
+            from lrsa.model.attribution import describe
+
+            for line in describe(a.attribution.model_dump()):
+                typer.echo(f"    {line}")
     if pred.rationale is not None:
         typer.echo(f"text rationale (L_t): {pred.rationale.text}")
         typer.echo(f"image rationale (L_i): {pred.rationale.image}")

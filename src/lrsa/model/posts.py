@@ -153,10 +153,25 @@ class PostPredictor:
                              image_source="user" if image_text else None)
         return rationalize(inp, self.backend())
 
+    def _explain(self, batch: dict[str, Any], decoded: list, items: list, side_texts: dict[str, list[str]]
+                 ) -> list[list[dict[str, Any]]]:
+        """Attribution of every decoded aspect of ``batch`` (``lrsa.model.attribution.explain``), with the
+        rationale words aligned to the side encoder's tokens."""
+        from lrsa.model.attribution import explain, side_text
+
+        m = self.run.model
+        kinds = [k for k in ("rat_text", "rat_image") if k in side_texts]
+        rows: dict[str, list] = {}
+        if kinds:
+            enc = self.side_encoder if m.side_encoder == "frozen" else None
+            tok, limit = (enc.tokenizer, enc.max_tokens) if enc is not None else (self.tokenizer, m.side_max_tokens)
+            rows = {k: [side_text(tok, side_texts[k][it.side_index[k]], limit) for it in items] for k in kinds}
+        return explain(self.net, batch, decoded, self.tokenizer, rows)
+
     # ---------------------------------------------------------------- prediction
 
     def predict_batch(self, posts: list[dict[str, Any]], progress: bool = False,
-                      use_rationales: bool = True, batch_size: int = 32) -> list[Prediction]:
+                      use_rationales: bool = True, batch_size: int = 32, explain: bool = False) -> list[Prediction]:
         out: list[Prediction] = []
         chunks = range(0, len(posts), batch_size)
         if progress:
@@ -164,11 +179,14 @@ class PostPredictor:
 
             chunks = track(chunks, description="predicting")
         for c in chunks:
-            out.extend(self._predict_group(posts[c:c + batch_size], c, use_rationales))
+            out.extend(self._predict_group(posts[c:c + batch_size], c, use_rationales, explain))
         return out
 
-    def _predict_group(self, group: list[dict[str, Any]], c: int, use_rationales: bool) -> list[Prediction]:
-        """One batch of posts; ``c``: the index of its first post in the whole call (for error messages)."""
+    def _predict_group(self, group: list[dict[str, Any]], c: int, use_rationales: bool,
+                       explain: bool = False) -> list[Prediction]:
+        """One batch of posts; ``c``: the index of its first post in the whole call (for error messages);
+        ``explain``: each aspect also gets its ``attribution`` (``lrsa.model.attribution``; costs one more
+        pass per post and input)."""
         from lrsa.features.text import word_pieces
         from lrsa.features.vision import PixelEncoder, open_image
         from lrsa.model.inputs import aspect_window, collate, encode_aspect, encode_post, owner, word_windows
@@ -285,23 +303,29 @@ class PostPredictor:
         t0 = time.perf_counter()
         decoded_items = self.net.decode(batch)
         timings["model"] = (time.perf_counter() - t0) * 1000
-        decoded: list[list[tuple[int, int, str, float, Rationale | None]]] = [[] for _ in group]
+        attributions = None
+        if explain:
+            t0 = time.perf_counter()
+            attributions = self._explain(batch, decoded_items, items, side_texts)
+            timings["explain"] = (time.perf_counter() - t0) * 1000
+        decoded: list[list[tuple[int, int, str, float, Rationale | None, dict | None]]] = [[] for _ in group]
         for row, (n, found) in enumerate(zip(post_of, decoded_items)):
             own = per_item[row] if m.host == "aspect" and aspect_rats[n] else None
             o = offset[row]
-            for s, e, pol, conf in found:
+            for j, (s, e, pol, conf) in enumerate(found):
                 if m.host != "aspect" and owner(windows[n], s + o) != window_of[row]:
                     continue  # this span's first word is better seen by another window
-                decoded[n].append((s + o, e + o, pol, conf, own))
+                decoded[n].append((s + o, e + o, pol, conf, own, attributions[row][j] if attributions else None))
         share = {k: round(v / len(group), 3) for k, v in timings.items()}
         out: list[Prediction] = []
         for n, post in enumerate(group):
             aspects = []
-            for s, e, pol, conf, own in decoded[n]:
+            for s, e, pol, conf, own, attribution in decoded[n]:
                 cs, ce = spans_l[n][s][0], spans_l[n][e - 1][1]
                 aspects.append(PredictedAspect(start=s, end=e, polarity=pol, confidence=min(1.0, conf),
                                                char_start=cs, char_end=ce, text=texts[n][cs:ce],
-                                               rationale=own if own is not rats[n] else None))
+                                               rationale=own if own is not rats[n] else None,
+                                               attribution=attribution))
             used = bool(m.uses_rationales and use_rationales)
             out.append(Prediction(id=post.get("id"), text=texts[n], words=words_l[n], aspects=aspects,
                                   rationale=rats[n], used_rationales=used, notes=notes[n],

@@ -95,6 +95,9 @@ _PREDICT_BODY = {
                         },
                         "id": {"type": ["string", "null"]},
                         "use_rationales": {"type": "boolean", "default": True},
+                        "explain": {"type": "boolean", "default": False,
+                                    "description": "each aspect also gets an `attribution`: what it leaned on "
+                                    "(text, V, L_t, L_i) and the rationale words that mattered; slower"},
                     },
                 },
                 "example": {"text": "Chuck Bass is everything #MCM", "image": None},
@@ -109,6 +112,7 @@ _PREDICT_BODY = {
                         "image_text": {"type": "string"},
                         "id": {"type": "string"},
                         "use_rationales": {"type": "boolean", "default": True},
+                        "explain": {"type": "boolean", "default": False},
                     },
                 }
             },
@@ -313,7 +317,7 @@ def create_app(predictor: Predictor, config: ServingConfig | None = None) -> Fas
                 except ValueError as e:
                     raise ApiError("invalid_field", str(e), f"{prefix}aspects") from None
             posts.append(Post(id=r.id, text=r.text, image=img, image_text=r.image_text,
-                              use_rationales=r.use_rationales, aspects=spans))
+                              use_rationales=r.use_rationales, aspects=spans, explain=r.explain))
             infos.append(info)
         return posts, infos
 

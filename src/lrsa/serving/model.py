@@ -10,8 +10,9 @@ from lrsa.serving.predictor import Post
 
 
 class ModelPredictor:
-    """Adapts `LRSA.predict_batch` to the service. Posts that ask for and posts that refuse rationales are
-    run as separate calls (in request order), so one flag never leaks into another request."""
+    """Adapts `LRSA.predict_batch` to the service. Posts that ask for and posts that refuse rationales (or
+    that ask for an explanation and those that do not) are run as separate calls (in request order), so one
+    flag never leaks into another request, and posts without `explain` keep their speed."""
 
     def __init__(self, model: Any, source: str | None = None):
         self.model = model
@@ -25,8 +26,9 @@ class ModelPredictor:
 
     def predict_batch(self, posts: list[Post]) -> list[Prediction]:
         out: list[Prediction | None] = [None] * len(posts)
-        for flag in (True, False):
-            idx = [i for i, p in enumerate(posts) if bool(p["use_rationales"]) is flag]
+        for flag, explain in ((True, False), (False, False), (True, True), (False, True)):
+            idx = [i for i, p in enumerate(posts)
+                   if bool(p["use_rationales"]) is flag and bool(p.get("explain", False)) is explain]
             if not idx:
                 continue
             batch = [
@@ -35,7 +37,8 @@ class ModelPredictor:
                  **({"aspects": posts[i]["aspects"]} if posts[i].get("aspects") else {})}
                 for i in idx
             ]
-            preds = self.model.predict_batch(batch, progress=False, use_rationales=flag)
+            preds = self.model.predict_batch(batch, progress=False, use_rationales=flag,
+                                             **({"explain": True} if explain else {}))
             if len(preds) != len(idx):
                 raise RuntimeError(f"model returned {len(preds)} predictions for {len(idx)} posts")
             for i, p in zip(idx, preds):

@@ -21,6 +21,7 @@ class Post(TypedDict):
     image_text: str | None  # a caption / description of the image (models that read the image as text)
     use_rationales: bool
     aspects: NotRequired[list[dict[str, int]] | None]  # given aspects as word spans (MASC models)
+    explain: NotRequired[bool]  # each aspect's attribution (slower; off when absent)
 
 
 @runtime_checkable

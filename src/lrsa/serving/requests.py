@@ -18,7 +18,7 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 from lrsa.serving.config import Limits
 from lrsa.serving.errors import ApiError
 
-POST_FIELDS = {"text", "image", "image_text", "id", "use_rationales", "aspects"}
+POST_FIELDS = {"text", "image", "image_text", "id", "use_rationales", "aspects", "explain"}
 MAX_ASPECTS = 32
 _DATA_URL = re.compile(r"^data:image/[A-Za-z0-9.+-]+;base64,", re.ASCII)
 _TRUE = {"1", "true", "yes", "on"}
@@ -35,6 +35,7 @@ class RawPost:
     id: str | None
     use_rationales: bool
     aspects: list[Any] | None = None  # given aspects (MASC models): surface strings or {"start", "end"}
+    explain: bool = False  # each aspect's attribution (lrsa.model.attribution): opt-in, slower
 
 
 def media_type(content_type: str | None) -> tuple[str, dict[bytes, bytes]]:
@@ -146,7 +147,7 @@ def _flag(value: Any, default: bool, field: str) -> bool:
         return value
     if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
         return value.strip().lower() in _TRUE
-    raise ApiError("invalid_field", "`use_rationales` must be a boolean", field)
+    raise ApiError("invalid_field", f"`{field.rsplit('.', 1)[-1]}` must be a boolean", field)
 
 
 def post_from_obj(obj: Any, limits: Limits, where: str = "", default_rationales: bool = True) -> RawPost:
@@ -167,6 +168,7 @@ def post_from_obj(obj: Any, limits: Limits, where: str = "", default_rationales:
         id=_id(obj.get("id"), f"{where}id"),
         use_rationales=_flag(obj.get("use_rationales"), default_rationales, f"{where}use_rationales"),
         aspects=_aspects(obj.get("aspects"), limits, f"{where}aspects"),
+        explain=_flag(obj.get("explain"), False, f"{where}explain"),
     )
 
 
@@ -223,7 +225,7 @@ class _Part:
 
 
 def parse_multipart(body: bytes, content_type_params: dict[bytes, bytes], limits: Limits) -> RawPost:
-    """Fields: `text` (required), `image` (a file), `id`, `use_rationales`."""
+    """Fields: `text` (required), `image` (a file), `id`, `use_rationales`, `explain`."""
     boundary = content_type_params.get(b"boundary")
     if not boundary:
         raise ApiError("unsupported_content_type", "multipart/form-data without a boundary")
@@ -307,4 +309,5 @@ def parse_multipart(body: bytes, content_type_params: dict[bytes, bytes], limits
         id=_id(as_text("id"), "id"),
         use_rationales=_flag(as_text("use_rationales"), True, "use_rationales"),
         aspects=_aspects(as_text("aspects"), limits, "aspects"),
+        explain=_flag(as_text("explain"), False, "explain"),
     )
