@@ -31,6 +31,7 @@ import argparse
 import itertools
 import json
 import random
+import re
 import sys
 import time
 from pathlib import Path
@@ -50,6 +51,43 @@ def kendall(a: list[str], b: list[str]) -> float:
     return agree / len(pairs)
 
 
+def stated(text: str) -> str | None:
+    """The sentiment a rationale states ("... sounds positive ...", "Sentiment: negative"), or None."""
+    m = re.search(r"(?:sounds|sentiment:?)\s+(?:\w+\s+)?(positive|negative|neutral)", text or "", re.I)
+    return {"positive": "POS", "negative": "NEG", "neutral": "NEU"}[m.group(1).lower()] if m else None
+
+
+def where_rationales_matter(examples: list, preds: dict[str, dict], rats: dict | None) -> dict:
+    """Gold aspects found with their polarity by ``lrsa`` and by ``text`` (one seed each), grouped by what the
+    post's rationale holds: recall of each and their difference, with counts."""
+    from lrsa.rationales.published import MISSING
+
+    groups: dict[str, list[tuple[bool, bool]]] = {}
+    for ex in examples:
+        rat = rats.get(ex.id) if rats else None
+        found = {k: {(s, e, p) for s, e, p, _ in v.get(ex.id, [])} for k, v in preds.items()}
+        for a in ex.aspects:
+            hit = ((a.start, a.end, a.polarity) in found["lrsa"], (a.start, a.end, a.polarity) in found["text"])
+            surface = " ".join(ex.words[a.start:a.end]).lower()
+            image = rat.image if rat else ""
+            has = bool(image.strip()) and image != MISSING
+            keys = ["all gold aspects",
+                    f"post has an image description: {'yes' if has else 'no'}",
+                    f"L_i names the aspect: {'yes' if has and surface in image.lower() else 'no'}"]
+            said = stated(rat.text) if rat else None
+            if said is not None:
+                keys.append(f"L_t's stated sentiment agrees with the gold one: {'yes' if said == a.polarity else 'no'}")
+            for k in keys:
+                groups.setdefault(k, []).append(hit)
+    out = {}
+    for k, hits in groups.items():
+        r_l, r_t = mean(h[0] for h in hits), mean(h[1] for h in hits)
+        out[k] = {"n": len(hits), "recall_lrsa": round(100 * r_l, 2), "recall_text": round(100 * r_t, 2),
+                  "diff": round(100 * (r_l - r_t), 2), "only_lrsa": sum(h[0] and not h[1] for h in hits),
+                  "only_text": sum(h[1] and not h[0] for h in hits)}
+    return {"groups": dict(sorted(out.items(), key=lambda kv: (kv[0] != "all gold aspects", kv[0])))}
+
+
 def summary(rows: list[dict]) -> dict:
     if not rows:
         return {"n": 0}
@@ -67,6 +105,8 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0, help="seed of the random-input baseline")
+    ap.add_argument("--text-checkpoint", type=Path, default=MAIN.parent.parent / "text" / "seed0",
+                    help="the same run's text-only model, for where the rationales matter (skipped if absent)")
     ap.add_argument("--out", type=Path, default=None, help="default: results/<dataset>/attribution.json")
     args = ap.parse_args()
 
@@ -152,6 +192,7 @@ def main() -> None:
                     else None,
                     "joint": {"/".join(k[1:]): v for k, v in joint.items() if k[0] == a},
                     "li_names_aspect": bool(rat and surface and surface in rat.image.lower()),
+                    "lt_agrees": stated(rat.text) == pol if rat and stated(rat.text) else None,
                     "has_image_description": bool(rat and rat.image.strip()),
                 })
         done = min(c + args.batch, len(sp.items))
@@ -208,10 +249,25 @@ def main() -> None:
     breakdown = {}
     for name in ("L_i", "L_t"):
         for label, key in (("L_i names the aspect", "li_names_aspect"),
-                           ("post has an image description", "has_image_description")):
+                           ("post has an image description", "has_image_description"),
+                           ("L_t's stated sentiment agrees with the prediction", "lt_agrees")):
             for val in (True, False):
                 rs = [r["intervention"][name] for r in records if r[key] == val and name in r["seen"]]
                 breakdown[f"{name} removed; {label}: {'yes' if val else 'no'}"] = summary(rs)
+
+    matter = None
+    tckpt = args.text_checkpoint / "best" if (args.text_checkpoint / "best" / "config.json").exists() \
+        else args.text_checkpoint
+    if (tckpt / "config.json").exists():
+        from lrsa.training.evaluate import predict_split
+
+        tnet, ttok, tmeta = load_checkpoint(tckpt)
+        trun = RunConfig.model_validate(tmeta["run"])
+        tnet.set_precision(trun.train.precision)
+        tsp = load_split(trun, args.split, ttok, None, None, None, args.limit)
+        preds = {"lrsa": predict_split(net, sp, pad), "text": predict_split(tnet, tsp, ttok.pad_token_id or 0)}
+        matter = where_rationales_matter(sp.examples, preds, rats)
+        matter["text_checkpoint"] = str(args.text_checkpoint)
 
     def favoured() -> str:
         ro = deletion["side"]["readout"].get("rank 1", {}).get("mean_change", 0.0)
@@ -227,6 +283,7 @@ def main() -> None:
                   "precision": run.train.precision},
         "training": {k: meta.get("training", {}).get(k) for k in ("dataset", "best_epoch", "rationale_source")},
         "deletion": deletion, "agreement": agreement, "per_input": per_input, "breakdown": breakdown,
+        "where_rationales_matter": matter,
         "favoured_method": favoured(), "seed": args.seed, "limit": args.limit,
         "commit": git_commit(), "machine": machine(args.threads),
     }
@@ -286,6 +343,17 @@ def markdown(r: dict) -> str:
               "|---|---|---|---|---|---|"]
     for k, s in r["breakdown"].items():
         lines.append(row(k, s))
+    w = r.get("where_rationales_matter")
+    if w:
+        lines += ["", "## lrsa - text by what the rationale holds (gold aspects, one seed each)", "",
+                  f"Gold aspects found with their polarity by this checkpoint (lrsa) and by `{w['text_checkpoint']}` "
+                  "(text), grouped by the post's rationale; one seed of each, so a difference under a few points is "
+                  "within seed noise (README).", "",
+                  "| gold aspects where | n | lrsa recall | text recall | lrsa - text | only lrsa | only text |",
+                  "|---|---|---|---|---|---|---|"]
+        for k, g in w["groups"].items():
+            lines.append(f"| {k} | {g['n']} | {g['recall_lrsa']:.1f} | {g['recall_text']:.1f} | {g['diff']:+.1f} | "
+                         f"{g['only_lrsa']} | {g['only_text']} |")
     return "\n".join(lines) + "\n"
 
 

@@ -409,3 +409,27 @@ def rank(values: dict[str, float], among: list[str]) -> list[str]:
 
 def random_input(among: list[str], rng: random.Random) -> str:
     return among[rng.randrange(len(among))]
+
+
+NAMES = {"text": "tweet words", "V": "image", "L_t": "text rationale (L_t)", "L_i": "image rationale (L_i)"}
+
+
+def describe(attr: dict[str, Any]) -> list[str]:
+    """An attribution in a few lines of plain text (``lrsa predict --explain``)."""
+    shares = ", ".join(f"{NAMES[n]} {100 * attr['shares'][n]:.0f}%" for n in INPUTS if attr["shares"][n] > 0)
+    how = "removing each input" if attr["method"] == "intervention" else "read from the fusion gates"
+    lines = [f"leaned on ({how}): {shares or 'no single input moved it'}"]
+    parts = []
+    for n in INPUTS:
+        e = attr["intervention"][n]
+        flips = [w for w, f in (("polarity flips", e["polarity_flip"]), ("span lost", e["span_flip"])) if f]
+        parts.append(f"{n} {e['prob']:.2f}" + (f" ({', '.join(flips)})" if flips else ""))
+    lines.append(f"probability of this polarity {attr['prob']:.2f}; without " + ", ".join(parts))
+    lines.append("read-out shares: " + ", ".join(f"{n} {attr['readout'][n]:.2f}" for n in INPUTS))
+    for n in ("L_t", "L_i"):
+        toks = attr.get("tokens", {}).get(n) or []
+        if toks:
+            lines.append(f"{n} words that mattered: " + ", ".join(
+                f"{t['token']!r} (attention {100 * t['mass']:.0f}%"
+                + (f", removing it {-t['effect']:+.3f}" if t.get("effect") is not None else "") + ")" for t in toks))
+    return lines
