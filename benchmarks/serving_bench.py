@@ -1,41 +1,75 @@
-"""Bounded load test of `lrsa serve` on 127.0.0.1, plus model-only throughput and the encoder's FLOP rate
-against this machine's measured matrix-multiply peak.
+"""Load test of `lrsa serve` on 127.0.0.1 with a compiled load generator (wrk), a memory soak, and the grid
+of fast-path levers.
 
-    LRSA_DATA_DIR=../shared/data nice -n 10 .venv/bin/python benchmarks/serving_bench.py \
-        --checkpoint runs/serving-bench/best --train-tiny --requests 2000 --concurrency 16
+One setting (a real `lrsa serve` process with the given options), measured and soaked:
 
-For each of micro-batching on / off it starts a real `lrsa serve` process, sends `--requests` requests at
-`--concurrency` (text + image description, then the same with a real JPEG photo as a multipart upload), each
-phase also stopped by `--max-seconds`, and records p50/p95/p99 latency, requests/s, errors and the server's
-resident memory after warm-up and at the end. Then, in this process: posts/s of `predict_batch` at batch
-sizes 1 and 16, and the GFLOP/s of the text encoder's forward pass next to the best GFLOP/s of a float32
-matmul. Prints a table; writes JSON (default results/serving/bench.json). Requests are real twitter2015 test
-posts with their MDCA captions; the photo is scikit-image's chelsea.png (as JPEG).
+    LRSA_DATA_DIR=../shared/data .venv/bin/python benchmarks/serving_bench.py --checkpoint CKPT \\
+        --serve-args "--precision fp32 --quantize all --workers 2 --torch-threads 1" [--soak 600] [--record]
+
+The lever grid (each setting briefly, no soak), then the best setting with the soak:
+
+    ... benchmarks/serving_bench.py --checkpoint CKPT --levers [--record]
+
+For a setting it starts `python -m lrsa serve --checkpoint CKPT <serve args>` on a free port of 127.0.0.1,
+waits until it (every worker) is ready, warms it up (`--warmup` seconds of load: lazy loads, the largest
+batches, the allocator's first high-water mark), then runs wrk (`-t1 -c16`, `--duration` seconds) with
+benchmarks/wrk_predict.lua, which POSTs real Twitter-2015 test posts with their MDCA captions as
+`image_text` (all 674, rotating) as JSON to /v1/predict; then, if `--soak` > 0, the same load for that long
+while the resident memory of the server's processes (all workers) is sampled every `--sample-s` seconds.
+Figures: requests/s, latency p50/p95/p99 (wrk's, over every request of the run), errors (connect, read,
+write, timeout, and non-2xx answers), RSS after warm-up, at the end of the soak and its peak; growth = end
+of soak against after warm-up. wrk is a C program on one thread: the client takes little of a core.
+
+`--levers` runs every setting of LEVERS (or `--only NAME ...`) briefly (`--lever-warmup`, `--lever-duration`
+seconds), then takes the setting with the most requests/s among those with 0 errors, p95 <= `--p95-ms` and
+a test F1 change >= -`--max-f1-loss` in results/serving/fast_path_check.json (written by
+benchmarks/fast_path_check.py on the same checkpoint; a setting the check has not scored is skipped unless
+it changes nothing in the model), and runs it again with the soak. Writes results/serving/bench.json (and
+levers.json); with `--record`, the headline figures go to the `service` section of
+results/benchmarks/speed.json (the other sections are kept) with the machine, commit and setting.
+benchmarks/service_figures.sh runs it all.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import io
 import json
 import os
 import platform
-import statistics
+import shlex
+import shutil
 import subprocess
 import sys
 import tempfile
 import threading
-from concurrent.futures import ThreadPoolExecutor
 import time
 from pathlib import Path
 from typing import Any
 
-import httpx
-
-from lrsa.serving.client import free_port, wait_healthy
-
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+WRK_LUA = Path(__file__).resolve().parent / "wrk_predict.lua"
+MAIN_LRSA = REPO / "runs" / "reproduce" / "main" / "twitter2015" / "span" / "lrsa-arkmsa" / "seed0"
+
+#: The lever grid on a 2-core machine: name -> `lrsa serve` options (beside --checkpoint and --port). The
+#: reference is the committed figure's setting (the checkpoint's precision, one process, one torch thread).
+#: Precision: bf16 pays only on CPUs with AMX / AVX512-BF16 (elsewhere fp32 is several times faster);
+#: int8 dynamic quantization (lrsa.model.quantize) computes in fp32 around int8 products; workers x torch
+#: threads is the process layout; the oneDNN primitive cache bounds bf16's memory.
+LEVERS: dict[str, str] = {
+    "reference 1x1": "--torch-threads 1",
+    "reference 2x1": "--workers 2 --torch-threads 1",
+    "reference 2x1 onednn16": "--workers 2 --torch-threads 1 --onednn-cache-capacity 16",
+    "int8 side 2x1": "--quantize side --workers 2 --torch-threads 1",
+    "fp32 1x1": "--precision fp32 --torch-threads 1",
+    "fp32 1x2": "--precision fp32 --torch-threads 2",
+    "fp32 2x1": "--precision fp32 --workers 2 --torch-threads 1",
+    "fp32 int8 side 2x1": "--precision fp32 --quantize side --workers 2 --torch-threads 1",
+    "int8 all 1x2": "--quantize all --torch-threads 2",
+    "int8 all 2x1": "--quantize all --workers 2 --torch-threads 1",
+    "int8 all 2x1 side64": "--quantize all --side-max-tokens 64 --workers 2 --torch-threads 1",
+}
 
 
 # --------------------------------------------------------------------------- inputs
@@ -73,7 +107,46 @@ def train_tiny(out: Path, data_dir: str) -> Path:
     return out / "best"
 
 
+# --------------------------------------------------------------------------- machine
+
+
+def cpu_info() -> dict[str, Any]:
+    """CPU model and the matrix-instruction flags that decide which precision is fast here."""
+    model, flags = platform.processor() or "unknown", set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+            elif line.startswith("flags") and not flags:
+                flags = set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    wanted = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
+    return {"cpu": model, "cpus": os.cpu_count(), "cpu_flags": [f for f in wanted if f in flags]}
+
+
+def machine() -> dict[str, Any]:
+    import torch
+
+    return {**cpu_info(), "python": platform.python_version(), "torch": torch.__version__,
+            "kernel": platform.release(), "loadavg_at_start": os.getloadavg()}
+
+
 # --------------------------------------------------------------------------- server process
+
+
+def tree_pids(pid: int) -> list[int]:
+    """``pid`` and all its descendants (the workers of `lrsa serve --workers N`)."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        try:
+            for t in Path(f"/proc/{p}/task").iterdir():
+                todo.extend(int(c) for c in (t / "children").read_text().split())
+        except OSError:
+            continue
+    return out
 
 
 def rss_mib(pid: int) -> float:
@@ -83,144 +156,371 @@ def rss_mib(pid: int) -> float:
     raise RuntimeError(f"no VmRSS for pid {pid}")
 
 
+def tree_rss_mib(pid: int) -> float:
+    """Resident memory of a process and its descendants, MiB (a process that ends meanwhile counts 0)."""
+    total = 0.0
+    for p in tree_pids(pid):
+        try:
+            total += rss_mib(p)
+        except (OSError, RuntimeError):
+            pass
+    return total
+
+
+def option(serve_args: list[str], name: str, default: str | None = None) -> str | None:
+    for i, a in enumerate(serve_args):
+        if a == name and i + 1 < len(serve_args):
+            return serve_args[i + 1]
+        if a.startswith(name + "="):
+            return a.split("=", 1)[1]
+    return default
+
+
 class Server:
-    def __init__(self, checkpoint: Path, batching: bool, log: Path, torch_threads: int = 0):
+    """`python -m lrsa serve --checkpoint CKPT --port P <serve_args>` as a child process."""
+
+    def __init__(self, checkpoint: Path, serve_args: list[str], log: Path):
+        from lrsa.serving.client import free_port
+
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.workers = int(option(serve_args, "--workers", "1"))
+        self.log_path = log
         self.log = open(log, "wb")
         cmd = [sys.executable, "-m", "lrsa", "serve", "--checkpoint", str(checkpoint), "--port", str(self.port),
-               "--log-level", "warning", "--batching" if batching else "--no-batching",
-               "--torch-threads", str(torch_threads)]
+               "--log-level", "warning", *serve_args]
+        self.cmd = cmd
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, cwd=REPO)
 
-    def wait(self, timeout_s: float = 300) -> None:
-        self.log.flush()
-        wait_healthy(self.url, timeout_s, self.proc, Path(self.log.name), poll_s=0.3)
+    def wait(self, timeout_s: float = 600) -> None:
+        """Until /healthz answers and, with several workers, every worker has loaded its model and listens
+        (wrk opens its connections once: a worker still loading would get none of them)."""
+        from lrsa.serving.client import wait_healthy
+
+        deadline = time.monotonic() + timeout_s
+        wait_healthy(self.url, timeout_s, self.proc, self.log_path, poll_s=0.3)
+        while self.workers > 1 and b"workers ready" not in self.log_path.read_bytes():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"workers not ready:\n{self.log_path.read_text(errors='replace')[-4000:]}")
+            time.sleep(0.3)
+
+    def rss_mib(self) -> float:
+        return tree_rss_mib(self.proc.pid)
 
     def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                for p in reversed(tree_pids(self.proc.pid)):  # only this server's own processes
+                    try:
+                        os.kill(p, 9)
+                    except OSError:
+                        pass
+                self.proc.wait()
         self.log.close()
 
 
-# --------------------------------------------------------------------------- load generator
+# --------------------------------------------------------------------------- wrk
 
 
-async def load(url: str, posts: list[dict], image: bytes | None, n: int, concurrency: int,
-               max_seconds: float) -> dict[str, Any]:
-    latencies: list[float] = []
-    errors: dict[str, int] = {}
-    batch_posts: list[int] = []
-    next_i = 0
-    t_start = time.perf_counter()
-    deadline = t_start + max_seconds
-
-    async def worker(client: httpx.AsyncClient) -> None:
-        nonlocal next_i
-        while next_i < n and time.perf_counter() < deadline:
-            i = next_i
-            next_i += 1
-            post = posts[i % len(posts)]
-            t0 = time.perf_counter()
-            try:
-                if image is None:
-                    r = await client.post("/v1/predict", json=post)
-                else:
-                    r = await client.post("/v1/predict", data=post,
-                                          files={"image": ("chelsea.jpg", image, "image/jpeg")})
-                ok = r.status_code == 200
-                key = None if ok else f"HTTP {r.status_code}"
-                if ok:
-                    batch_posts.append(r.json()["server"]["batch_posts"])
-            except httpx.HTTPError as e:
-                key = type(e).__name__
-            if key is None:
-                latencies.append((time.perf_counter() - t0) * 1000)
-            else:
-                errors[key] = errors.get(key, 0) + 1
-
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits) as client:
-        await asyncio.gather(*(worker(client) for _ in range(concurrency)))
-    wall = time.perf_counter() - t_start
-    done = len(latencies) + sum(errors.values())
-    q = statistics.quantiles(latencies, n=100) if len(latencies) >= 2 else [float("nan")] * 99
-    return {
-        "requests": done, "ok": len(latencies), "errors": sum(errors.values()), "error_kinds": errors,
-        "stopped_by_time": done < n, "seconds": round(wall, 2), "requests_per_s": round(done / wall, 2),
-        "latency_ms": {"p50": round(q[49], 1), "p95": round(q[94], 1), "p99": round(q[98], 1),
-                       "mean": round(statistics.fmean(latencies), 1) if latencies else None},
-        "mean_batch_posts": round(statistics.fmean(batch_posts), 2) if batch_posts else None,
-    }
+def wrk_binary() -> str:
+    path = shutil.which("wrk")
+    if path is None:
+        sys.exit("wrk not found: apt-get install wrk (Debian's wrk 4.1.0), or put a wrk binary on PATH")
+    return path
 
 
-def serve_phase(checkpoint: Path, batching: bool, posts: list[dict], photo: bytes, args, log_dir: Path) -> dict:
-    server = Server(checkpoint, batching, log_dir / f"serve-{'batching' if batching else 'plain'}.log",
-                    args.torch_threads)
+def wrk_version() -> str:
+    out = subprocess.run([wrk_binary(), "-v"], capture_output=True, text=True).stdout
+    return out.splitlines()[0].split(" Copyright")[0].strip() if out else "wrk (version unknown)"
+
+
+def write_bodies(posts: list[dict], path: Path) -> Path:
+    with open(path, "w", encoding="utf-8") as fh:
+        for p in posts:
+            fh.write(json.dumps(p, ensure_ascii=False) + "\n")  # json.dumps escapes newlines: one body a line
+    return path
+
+
+def run_wrk(url: str, bodies: Path, seconds: float, concurrency: int, threads: int = 1,
+            timeout_s: int = 30) -> dict[str, Any]:
+    """wrk for ``seconds`` at ``concurrency`` connections; the summary of wrk_predict.lua with req/s and ms."""
+    with tempfile.TemporaryDirectory(prefix="lrsa-wrk-") as tmp:
+        out = Path(tmp) / "wrk.json"
+        env = {**os.environ, "LRSA_WRK_BODIES": str(bodies), "LRSA_WRK_OUT": str(out)}
+        cmd = [wrk_binary(), f"-t{threads}", f"-c{concurrency}", f"-d{max(1, round(seconds))}s",
+               f"--timeout={timeout_s}s", "-s", str(WRK_LUA), url]
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=seconds + timeout_s + 60)
+        if proc.returncode != 0 or not out.exists():
+            raise RuntimeError(f"wrk failed ({proc.returncode}): {proc.stdout}\n{proc.stderr}")
+        r = json.loads(out.read_text())
+    sec = r["duration_us"] / 1e6
+    lat = {k: round(v / 1000, 1) for k, v in r["latency_us"].items()}
+    errors = sum(r["errors"].values())
+    return {"seconds": round(sec, 2), "requests": r["requests"], "errors": errors, "error_kinds": r["errors"],
+            "requests_per_s": round(r["requests"] / sec, 2), "ok_per_s": round((r["requests"] - errors) / sec, 2),
+            "latency_ms": lat, "concurrency": concurrency, "wrk_threads": threads}
+
+
+# --------------------------------------------------------------------------- one setting
+
+
+def run_setting(checkpoint: Path, serve_args: list[str], bodies: Path, args: argparse.Namespace, log: Path,
+                soak_s: float) -> dict[str, Any]:
+    import httpx
+
+    server = Server(checkpoint, serve_args, log)
+    out: dict[str, Any] = {"serve_args": shlex.join(serve_args)}
     try:
+        t0 = time.perf_counter()
         server.wait()
-        # Warm-up: load the lazy parts (rationale backend, side encoder) and reach the largest batches once,
-        # so that what follows measures growth, not the allocator's first high-water mark.
-        for image in (None, photo):
-            asyncio.run(load(server.url, posts, image, 4 * args.concurrency, args.concurrency, 300))
-        rss_before = rss_mib(server.proc.pid)
-        out: dict[str, Any] = {"rss_mib_after_warmup": round(rss_before, 1)}
-        samples: list[float] = []
-        stop = threading.Event()
+        out["ready_s"] = round(time.perf_counter() - t0, 1)
+        out["model"] = httpx.get(f"{server.url}/v1/model", timeout=30).json().get("model", {})
+        out["warmup"] = run_wrk(server.url, bodies, args.warmup, args.concurrency, args.wrk_threads)
+        out["rss_mib_after_warmup"] = round(server.rss_mib(), 1)
+        print(f"    warm-up {args.warmup:.0f} s: {out['warmup']['requests_per_s']} req/s; RSS "
+              f"{out['rss_mib_after_warmup']} MiB; measuring {args.duration:.0f} s ...", flush=True)
+        out["load"] = run_wrk(server.url, bodies, args.duration, args.concurrency, args.wrk_threads)
+        out["rss_mib_after_load"] = round(server.rss_mib(), 1)
+        if soak_s > 0:
+            samples: list[tuple[float, float]] = []
+            stop = threading.Event()
+            t_soak = time.perf_counter()
 
-        def sample() -> None:  # resident memory every second, to tell a plateau from a leak
-            while not stop.wait(1.0):
-                samples.append(round(rss_mib(server.proc.pid), 1))
+            def sample() -> None:
+                while not stop.wait(args.sample_s):
+                    samples.append((round(time.perf_counter() - t_soak, 1), round(server.rss_mib(), 1)))
 
-        sampler = threading.Thread(target=sample, daemon=True)
-        sampler.start()
-        for kind, image in (("text", None), ("image", photo)):
-            print(f"  batching={'on' if batching else 'off'} {kind}: {args.requests} requests at "
-                  f"concurrency {args.concurrency} ...", flush=True)
-            out[kind] = asyncio.run(load(server.url, posts, image, args.requests, args.concurrency, args.max_seconds))
-            out[f"rss_mib_after_{kind}"] = round(rss_mib(server.proc.pid), 1)
-        stop.set()
-        sampler.join()
-        rss_after = rss_mib(server.proc.pid)
-        out["rss_mib_at_end"] = round(rss_after, 1)
-        out["rss_growth_pct"] = round(100 * (rss_after - rss_before) / rss_before, 2)
-        half = len(samples) // 2
-        out["rss_mib_samples"] = {"count": len(samples), "max_first_half": max(samples[:half], default=None),
-                                  "max_second_half": max(samples[half:], default=None)}
-        out["server_stats"] = httpx.get(f"{server.url}/v1/stats").json()
-        return out
+            sampler = threading.Thread(target=sample, daemon=True)
+            sampler.start()
+            print(f"    soak {soak_s:.0f} s at concurrency {args.concurrency}, RSS every {args.sample_s:.0f} s ...",
+                  flush=True)
+            try:
+                out["soak"] = run_wrk(server.url, bodies, soak_s, args.concurrency, args.wrk_threads)
+            finally:
+                stop.set()
+                sampler.join()
+            end = round(server.rss_mib(), 1)
+            base = out["rss_mib_after_warmup"]
+            rss = [r for _, r in samples] + [end]
+            half = len(rss) // 2
+            out["soak"]["rss_mib"] = {
+                "after_warmup": base, "at_soak_start": out["rss_mib_after_load"], "at_end": end,
+                "max": max(rss), "max_first_half": max(rss[:half], default=None),
+                "max_second_half": max(rss[half:], default=None), "samples": samples}
+            out["rss_growth_pct"] = round(100 * (end - base) / base, 2)
+            out["rss_growth_pct_at_peak"] = round(100 * (max(rss) - base) / base, 2)
+        else:
+            out["rss_growth_pct"] = round(100 * (out["rss_mib_after_load"] - out["rss_mib_after_warmup"])
+                                          / out["rss_mib_after_warmup"], 2)
+        out["server_stats_one_worker"] = httpx.get(f"{server.url}/v1/stats", timeout=30).json()
+        out["server_alive"] = server.proc.poll() is None
     finally:
         server.stop()
-
-
-# --------------------------------------------------------------------------- model-only figures
-
-
-def model_only(checkpoint: Path, posts: list[dict], rounds: int = 3) -> dict[str, Any]:
-    """posts/s of predict_batch at batch 1 (16 posts) and batch 16 (64 posts), after one warm-up pass over the
-    same posts (as the server is warm); best and median of `rounds` rounds (the machine is shared: the best
-    round is the least disturbed one)."""
-    from lrsa.api import LRSA
-
-    model = LRSA.from_pretrained(checkpoint)
-    out: dict[str, Any] = {}
-    for bs, n in ((1, 16), (16, 64)):
-        for i in range(0, n, bs):  # warm-up on the same posts: first calls on new shapes are several times slower
-            model.predict_batch(posts[i:i + bs], batch_size=bs)
-        rates = []
-        for _ in range(rounds):
-            t0 = time.perf_counter()
-            for i in range(0, n, bs):
-                model.predict_batch(posts[i:i + bs], batch_size=bs)
-            rates.append(n / (time.perf_counter() - t0))
-        out[f"batch_{bs}"] = {"posts": n, "rounds": rounds, "posts_per_s_best": round(max(rates), 2),
-                              "posts_per_s_median": round(statistics.median(rates), 2)}
-    out["stage_ms_per_post_at_batch_16"] = model.predict_batch(posts[:16], batch_size=16)[0].timings_ms
     return out
+
+
+# --------------------------------------------------------------------------- levers
+
+
+def checkpoint_dir(p: Path) -> Path:
+    """A checkpoint directory, or a run directory's dev-best one (as ``LRSA.from_pretrained`` reads it)."""
+    return p / "best" if (p / "best" / "config.json").exists() else p
+
+
+def model_setting(serve_args: list[str], ckpt_precision: str) -> str:
+    """The name fast_path_check.py gives the model-level part of a setting (``reference``: none)."""
+    from fast_path_check import setting_name
+
+    precision, quantize = option(serve_args, "--precision"), option(serve_args, "--quantize", "none")
+    budget = option(serve_args, "--side-max-tokens")
+    return setting_name({"precision": precision if precision and precision != ckpt_precision else None,
+                         "quantize": None if quantize == "none" else quantize,
+                         "side_max_tokens": int(budget) if budget else None})
+
+
+def f1_table(checkpoint: Path, path: Path) -> dict[str, dict]:
+    if not path.exists():
+        return {}
+    data = json.loads(path.read_text())
+    if checkpoint_dir(Path(data.get("checkpoint", ""))).resolve() != checkpoint.resolve():
+        print(f"  {path}: checked another checkpoint ({data.get('checkpoint')}); F1 changes unknown", flush=True)
+        return {}
+    return data.get("settings", {})
+
+
+def choose(rows: dict[str, dict], p95_ms: float, max_f1_loss: float) -> tuple[str | None, str]:
+    """The setting with the most requests/s among those with 0 errors, a known F1 change >= -max_f1_loss and
+    p95 <= p95_ms (when no setting makes the p95 target, the fastest of the others)."""
+    ok = {k: r for k, r in rows.items() if "load" in r and r["load"]["errors"] == 0
+          and r.get("f1_change") is not None and r["f1_change"] >= -max_f1_loss}
+    if not ok:
+        return None, "no setting without errors and with a known F1 change"
+    fast = {k: r for k, r in ok.items() if r["load"]["latency_ms"]["p95"] <= p95_ms}
+    pool, why = (fast, f"p95 <= {p95_ms:g} ms") if fast else (ok, f"no setting made p95 <= {p95_ms:g} ms")
+    best = max(pool, key=lambda k: pool[k]["load"]["requests_per_s"])
+    return best, f"most requests/s with 0 errors, F1 change >= -{max_f1_loss:g} and {why}"
+
+
+# --------------------------------------------------------------------------- main
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--checkpoint", type=Path, default=MAIN_LRSA)
+    ap.add_argument("--train-tiny", action="store_true", help="train the tests' tiny checkpoint there if missing")
+    ap.add_argument("--serve-args", default="--torch-threads 1", help="lrsa serve options of the one setting")
+    ap.add_argument("--levers", action="store_true", help="the lever grid, then the best setting with the soak")
+    ap.add_argument("--only", nargs="*", default=None, help="with --levers: these LEVERS names only")
+    ap.add_argument("--concurrency", type=int, default=16)
+    ap.add_argument("--wrk-threads", type=int, default=1)
+    ap.add_argument("--warmup", type=float, default=30, help="seconds of load before anything is measured")
+    ap.add_argument("--duration", type=float, default=60, help="seconds of the measured load (each lever too)")
+    ap.add_argument("--soak", type=float, default=600, help="seconds of the soak after it (0: none)")
+    ap.add_argument("--lever-warmup", type=float, default=20, help="with --levers: warm-up of each grid setting")
+    ap.add_argument("--lever-duration", type=float, default=40, help="with --levers: measured seconds of each")
+    ap.add_argument("--sample-s", type=float, default=5, help="RSS sampling period during the soak")
+    ap.add_argument("--posts", type=int, default=674, help="test posts the requests rotate through")
+    ap.add_argument("--p95-ms", type=float, default=400)
+    ap.add_argument("--max-f1-loss", type=float, default=1.0, help="largest test F1 loss a lever may cost")
+    ap.add_argument("--f1-check", type=Path, default=REPO / "results" / "serving" / "fast_path_check.json")
+    ap.add_argument("--record", action="store_true", help="write the headline into results/benchmarks/speed.json")
+    ap.add_argument("--out", type=Path, default=REPO / "results" / "serving" / "bench.json")
+    args = ap.parse_args()
+
+    if not os.environ.get("LRSA_DATA_DIR"):
+        sys.exit("set LRSA_DATA_DIR (e.g. ../shared/data)")
+    wrk_binary()
+    ckpt = checkpoint_dir(args.checkpoint)
+    if not (ckpt / "config.json").exists():
+        if not args.train_tiny:
+            sys.exit(f"{ckpt}: no checkpoint (give --train-tiny to make the tests' tiny one)")
+        ckpt = train_tiny(ckpt.parent if ckpt.name == "best" else ckpt, os.environ["LRSA_DATA_DIR"])
+    ckpt_precision = json.loads((ckpt / "config.json").read_text())["run"]["train"].get("precision", "fp32")
+
+    from lrsa.io import git_commit
+
+    started = time.time()
+    result: dict[str, Any] = {
+        "command": " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]), "commit": git_commit(),
+        "machine": machine(), "checkpoint": str(args.checkpoint), "checkpoint_precision": ckpt_precision,
+        "load_generator": f"{wrk_version()}, {args.wrk_threads} thread, {args.concurrency} connections, "
+                          f"benchmarks/wrk_predict.lua",
+        "settings": {"concurrency": args.concurrency, "warmup_s": args.warmup, "duration_s": args.duration,
+                     **({"lever_warmup_s": args.lever_warmup, "lever_duration_s": args.lever_duration}
+                        if args.levers else {}),
+                     "soak_s": args.soak, "rss_sample_s": args.sample_s, "p95_target_ms": args.p95_ms,
+                     "max_f1_loss": args.max_f1_loss,
+                     "posts": f"twitter2015 test[:{args.posts}] + MDCA captions as image_text, JSON, rotating"},
+    }
+    with tempfile.TemporaryDirectory(prefix="lrsa-serving-bench-") as tmp:
+        bodies = write_bodies(real_posts(args.posts), Path(tmp) / "bodies.jsonl")
+        f1 = f1_table(ckpt, args.f1_check)
+        if args.levers:
+            names = args.only or list(LEVERS)
+            unknown = [n for n in names if n not in LEVERS]
+            if unknown:
+                sys.exit(f"unknown levers {unknown}; known: {list(LEVERS)}")
+            rows: dict[str, dict] = {}
+            for i, name in enumerate(names, 1):
+                serve_args = shlex.split(LEVERS[name])
+                ms = model_setting(serve_args, ckpt_precision)
+                print(f"[{i}/{len(names)}] {name}: lrsa serve {LEVERS[name]} (model: {ms}) ...", flush=True)
+                grid = argparse.Namespace(**{**vars(args), "warmup": args.lever_warmup,
+                                             "duration": args.lever_duration})
+                try:
+                    row = run_setting(ckpt, serve_args, bodies, grid, Path(tmp) / f"lever-{i}.log", soak_s=0)
+                except Exception as e:  # a failed setting is a result, not the end of the grid
+                    row = {"serve_args": LEVERS[name], "failed": str(e)[-2000:]}
+                row["model_setting"] = ms
+                row["f1_change"] = 0.0 if ms == "reference" else f1.get(ms, {}).get("f1_change")
+                row["test_jmasa_f1"] = f1.get(ms, {}).get("test_jmasa_f1")
+                rows[name] = row
+                if "load" in row:
+                    x = row["load"]
+                    print(f"    {x['requests_per_s']} req/s, p50 {x['latency_ms']['p50']} ms, p95 "
+                          f"{x['latency_ms']['p95']} ms, {x['errors']} errors, F1 change {row['f1_change']}",
+                          flush=True)
+                else:
+                    print(f"    failed: {row['failed'][-300:]}", flush=True)
+            best, why = choose(rows, args.p95_ms, args.max_f1_loss)
+            result["levers"] = rows
+            result["chosen"] = {"name": best, "why": why}
+            levers_out = args.out.with_name("levers.json")
+            levers_out.parent.mkdir(parents=True, exist_ok=True)
+            levers_out.write_text(json.dumps(result, indent=2) + "\n")
+            print_levers(rows)
+            if best is None:
+                sys.exit(f"no setting to soak: {why}")
+            print(f"chosen: {best} ({why})", flush=True)
+            serve_args = shlex.split(LEVERS[best])
+        else:
+            serve_args = shlex.split(args.serve_args)
+            best = None
+        ms = model_setting(serve_args, ckpt_precision)
+        print(f"service: lrsa serve {shlex.join(serve_args)}: warm-up {args.warmup:.0f} s, load "
+              f"{args.duration:.0f} s, soak {args.soak:.0f} s ...", flush=True)
+        run = run_setting(ckpt, serve_args, bodies, args, Path(tmp) / "service.log", soak_s=args.soak)
+        run["model_setting"] = ms
+        run["f1_change"] = 0.0 if ms == "reference" else f1.get(ms, {}).get("f1_change")
+        run["test_jmasa_f1"] = f1.get(ms, {}).get("test_jmasa_f1")
+        result["service"] = run
+    result["machine"]["loadavg_at_end"] = os.getloadavg()
+    result["wall_seconds"] = round(time.time() - started, 1)
+
+    from lrsa.io import atomic_write_text
+
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(args.out, json.dumps(result, indent=2) + "\n")
+    s = result["service"]
+    load, soak = s["load"], s.get("soak")
+    errors = load["errors"] + (soak["errors"] if soak else 0) + s["warmup"]["errors"]
+    print(f"\nservice ({shlex.join(serve_args)}; {result['machine']['cpu']}, {result['machine']['cpus']} CPUs; "
+          f"{result['load_generator']}):\n  {load['requests_per_s']} req/s, p50 {load['latency_ms']['p50']} ms, "
+          f"p95 {load['latency_ms']['p95']} ms, p99 {load['latency_ms']['p99']} ms over {load['seconds']} s; "
+          f"errors {errors}")
+    if soak:
+        print(f"  soak {soak['seconds']} s: {soak['requests_per_s']} req/s, p95 {soak['latency_ms']['p95']} ms; "
+              f"RSS {soak['rss_mib']['after_warmup']} MiB after warm-up -> {soak['rss_mib']['at_end']} MiB at the end "
+              f"({s['rss_growth_pct']:+.1f} %, peak {soak['rss_mib']['max']} MiB)")
+    print(f"wrote {args.out}")
+    if args.record:
+        from speed_record import record
+
+        record("service", {
+            "load_generator": result["load_generator"], "requests_per_s": load["requests_per_s"],
+            "p50_ms": load["latency_ms"]["p50"], "p95_ms": load["latency_ms"]["p95"],
+            "p99_ms": load["latency_ms"]["p99"], "errors": errors, "concurrency": args.concurrency,
+            "rss_growth_pct": s["rss_growth_pct"], "soak_s": soak["seconds"] if soak else 0,
+            "soak_requests_per_s": soak["requests_per_s"] if soak else None,
+            "soak_p95_ms": soak["latency_ms"]["p95"] if soak else None,
+            "rss_mib": {k: v for k, v in soak["rss_mib"].items() if k != "samples"} if soak else None,
+            "serve_args": shlex.join(serve_args), "lever": best, "model_setting": ms,
+            "test_jmasa_f1": s["test_jmasa_f1"], "test_f1_change_vs_reference": s["f1_change"],
+            "levers": {k: ({"requests_per_s": r["load"]["requests_per_s"], "p95_ms": r["load"]["latency_ms"]["p95"],
+                            "errors": r["load"]["errors"], "f1_change": r["f1_change"]} if "load" in r
+                           else {"failed": True}) for k, r in result.get("levers", {}).items()},
+            "checkpoint": str(args.checkpoint), "commit": result["commit"], "machine": result["machine"],
+            "settings": result["settings"], "details": str(args.out.relative_to(REPO) if args.out.is_relative_to(REPO)
+                                                           else args.out)})
+        print("recorded the service figures in results/benchmarks/speed.json")
+
+
+def print_levers(rows: dict[str, dict]) -> None:
+    print(f"\n{'lever':<26} {'req/s':>7} {'p50 ms':>8} {'p95 ms':>8} {'err':>4} {'RSS MiB':>8} {'dF1':>6}  model")
+    for name, r in rows.items():
+        if "load" not in r:
+            print(f"{name:<26} failed")
+            continue
+        x = r["load"]
+        d = "?" if r["f1_change"] is None else f"{r['f1_change']:+.2f}"
+        print(f"{name:<26} {x['requests_per_s']:>7} {x['latency_ms']['p50']:>8} {x['latency_ms']['p95']:>8} "
+              f"{x['errors']:>4} {r['rss_mib_after_load']:>8} {d:>6}  {r['model_setting']}")
+
+
+# --------------------------------------------------------------------------- in-process figures (inference_speed.py)
 
 
 def matmul_peak(sizes=(512, 1024, 2048), reps: int = 5, dtype: str = "float32") -> dict[str, Any]:
@@ -271,122 +571,6 @@ def encoder_rate(checkpoint: Path, posts: list[dict], reps: int = 5, precision: 
         out[name] = {"shape": list(inputs["input_ids"].shape), "gflop_per_forward": round(flops / 1e9, 3),
                      "seconds_best": round(min(times), 4), "gflops": round(flops / min(times) / 1e9, 2)}
     return out
-
-
-# --------------------------------------------------------------------------- main
-
-
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--checkpoint", type=Path, required=True)
-    ap.add_argument("--train-tiny", action="store_true", help="train the tests' tiny checkpoint there if missing")
-    ap.add_argument("--requests", type=int, default=2000, help="requests per phase")
-    ap.add_argument("--concurrency", type=int, default=16)
-    ap.add_argument("--max-seconds", type=float, default=300, help="each phase also stops after this long")
-    ap.add_argument("--model-rounds", type=int, default=3, help="rounds of each model-only measurement")
-    ap.add_argument("--torch-threads", type=int, default=0,
-                    help="torch intra-op threads for the server and the in-process figures (0: torch's default)")
-    ap.add_argument("--out", type=Path, default=REPO / "results" / "serving" / "bench.json")
-    args = ap.parse_args()
-
-    if not os.environ.get("LRSA_DATA_DIR"):
-        sys.exit("set LRSA_DATA_DIR (e.g. ../shared/data)")
-    ckpt = args.checkpoint
-    if not (ckpt / "config.json").exists() and (ckpt / "best" / "config.json").exists():
-        ckpt = ckpt / "best"
-    if not (ckpt / "config.json").exists():
-        if not args.train_tiny:
-            sys.exit(f"{ckpt}: no checkpoint (give --train-tiny to make the tests' tiny one)")
-        t0 = time.perf_counter()
-        ckpt = train_tiny(ckpt.parent if ckpt.name == "best" else ckpt, os.environ["LRSA_DATA_DIR"])
-        print(f"trained the tiny checkpoint in {time.perf_counter() - t0:.0f} s: {ckpt}")
-
-    posts = real_posts(200)
-    photo = photo_jpeg()
-    started = time.time()
-    result: dict[str, Any] = {
-        "command": " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                    "loadavg_at_start": os.getloadavg()},
-        "settings": {"requests": args.requests, "concurrency": args.concurrency, "max_seconds": args.max_seconds,
-                     "photo_bytes": len(photo), "posts": "twitter2015 test[:200] + MDCA captions, cycled"},
-    }
-    import torch
-
-    result["machine"]["torch"] = torch.__version__
-    # The compute figures run in one dedicated thread, as inference does in the server (on this shared
-    # machine the main thread's first calls were several times slower than a worker thread's).
-    compute = ThreadPoolExecutor(max_workers=1)
-    if args.torch_threads:
-        compute.submit(torch.set_num_threads, args.torch_threads).result()
-        torch.set_num_threads(args.torch_threads)
-    result["settings"]["torch_threads"] = compute.submit(torch.get_num_threads).result()
-    print("matmul peak ...", flush=True)
-    result["matmul_peak"] = compute.submit(matmul_peak).result()
-    print("encoder forward ...", flush=True)
-    result["encoder_forward"] = compute.submit(encoder_rate, ckpt, posts).result()
-    for name in ("posts_16", "batch_64x128"):
-        x = result["encoder_forward"][name]
-        x["fraction_of_matmul_peak"] = round(x["gflops"] / result["matmul_peak"]["gflops_best"], 3)
-    print("model-only throughput ...", flush=True)
-    result["model_only"] = compute.submit(model_only, ckpt, posts[:64], args.model_rounds).result()
-    compute.shutdown()
-    try:
-        from lrsa.api import LRSA
-
-        result["model"] = {k: v for k, v in LRSA.from_pretrained(ckpt).info().items() if k != "path"}
-    except Exception as e:  # informative only
-        result["model"] = {"error": str(e)}
-    with tempfile.TemporaryDirectory(prefix="lrsa-serving-bench-") as tmp:
-        for batching in (True, False):
-            result["batching_on" if batching else "batching_off"] = serve_phase(
-                ckpt, batching, posts, photo, args, Path(tmp))
-    result["machine"]["loadavg_at_end"] = os.getloadavg()
-    result["wall_seconds"] = round(time.time() - started, 1)
-
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp_out = args.out.with_name(f".{args.out.name}.part")
-    tmp_out.write_text(json.dumps(result, indent=2) + "\n")
-    os.replace(tmp_out, args.out)
-    print_report(result)
-    print(f"\nwrote {args.out}")
-    # the headline figures (micro-batching on, JSON posts) also go to results/benchmarks/speed.json
-    from lrsa.io import git_commit
-    from speed_record import record
-
-    on = result["batching_on"]["text"]
-    record("service", {"requests": on["requests"], "errors": on["errors"], "requests_per_s": on["requests_per_s"],
-                       "p95_ms": on["latency_ms"]["p95"], "p50_ms": on["latency_ms"]["p50"],
-                       "concurrency": args.concurrency, "rss_growth_pct": result["batching_on"]["rss_growth_pct"],
-                       "checkpoint": str(args.checkpoint), "torch_threads": result["settings"]["torch_threads"],
-                       "commit": git_commit(), "machine": result["machine"], "details": str(args.out)})
-
-
-def print_report(r: dict[str, Any]) -> None:
-    print(f"\nload test on 127.0.0.1: {r['settings']['requests']} requests per phase at concurrency "
-          f"{r['settings']['concurrency']}, torch threads {r['settings']['torch_threads']} "
-          f"(load average at start {r['machine']['loadavg_at_start'][0]:.1f}, "
-          f"{r['machine']['cpus']} CPUs shared by client and server)")
-    print(f"{'batching':<9} {'input':<6} {'done':>6} {'err':>4} {'req/s':>7} {'p50 ms':>8} {'p95 ms':>8} "
-          f"{'p99 ms':>8} {'posts/call':>10}")
-    for key in ("batching_on", "batching_off"):
-        for kind in ("text", "image"):
-            x = r[key][kind]
-            print(f"{key[9:]:<9} {kind:<6} {x['requests']:>6} {x['errors']:>4} {x['requests_per_s']:>7} "
-                  f"{x['latency_ms']['p50']:>8} {x['latency_ms']['p95']:>8} {x['latency_ms']['p99']:>8} "
-                  f"{x['mean_batch_posts'] or 0:>10}")
-        print(f"          RSS {r[key]['rss_mib_after_warmup']} MiB after warm-up -> {r[key]['rss_mib_at_end']} MiB "
-              f"({r[key]['rss_growth_pct']:+.1f} %)")
-    m = r["model_only"]
-    print(f"model only (in process, best of {m['batch_1']['rounds']} rounds): "
-          f"{m['batch_1']['posts_per_s_best']} posts/s at batch 1, {m['batch_16']['posts_per_s_best']} posts/s at "
-          f"batch 16 (medians {m['batch_1']['posts_per_s_median']} / {m['batch_16']['posts_per_s_median']})")
-    e, p = r["encoder_forward"], r["matmul_peak"]
-    for name in ("posts_16", "batch_64x128"):
-        x = e[name]
-        print(f"encoder forward ({e['encoder']}, {x['shape'][0]}x{x['shape'][1]} tokens): {x['gflops']} GFLOP/s = "
-              f"{100 * x['fraction_of_matmul_peak']:.0f} % of the measured float32 matmul peak "
-              f"{p['gflops_best']} GFLOP/s")
 
 
 if __name__ == "__main__":

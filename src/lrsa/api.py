@@ -64,12 +64,15 @@ class LRSA:
     @classmethod
     def from_pretrained(cls, path: str | Path, *, cache_dir: str | Path | None = None,
                         rationale_backend: Any = "lexicon", threads: int | None = None,
-                        precision: str | None = None) -> "LRSA":
+                        precision: str | None = None, quantize: str | None = None,
+                        side_max_tokens: int | None = None) -> "LRSA":
         """Load a checkpoint directory (``model.safetensors`` + ``config.json`` + ``tokenizer/``).
 
         ``rationale_backend``: a backend name of ``lrsa.rationales`` (``"lexicon"`` by default, offline)
         or a backend object, used when the model reads rationales. ``precision``: ``fp32`` or ``bf16``
-        (``lrsa.precision``); by default the precision the checkpoint was trained in.
+        (``lrsa.precision``); by default the precision the checkpoint was trained in. ``quantize`` (``none``,
+        ``side``, ``host``, ``all``: int8 dynamic quantization) and ``side_max_tokens`` (a token budget for
+        side texts): the serving fast path of ``lrsa.model.quantize``; off by default.
         """
         from lrsa.model.lrsa import load_checkpoint
 
@@ -79,8 +82,13 @@ class LRSA:
         if threads:
             torch.set_num_threads(threads)
         net, tok, meta = load_checkpoint(p)
-        return cls(net, tok, meta, p, cache_dir=cache_dir, rationale_backend=rationale_backend,
-                   threads=threads, precision=precision)
+        model = cls(net, tok, meta, p, cache_dir=cache_dir, rationale_backend=rationale_backend,
+                    threads=threads, precision=precision)
+        if (quantize or "none") != "none" or side_max_tokens is not None:
+            from lrsa.model.quantize import apply_fast_path
+
+            apply_fast_path(model, quantize, side_max_tokens)
+        return model
 
     @classmethod
     def build(cls, run: Any, **kwargs: Any) -> "LRSA":

@@ -30,25 +30,36 @@ def serve(
     trim_interval_s: float = typer.Option(
         5.0, help="Return freed memory to the OS (glibc malloc_trim) at most this often; negative: never."
     ),
-    torch_threads: int = typer.Option(0, min=0, help="torch intra-op threads (0: torch's default)."),
+    torch_threads: int = typer.Option(0, min=0, help="torch intra-op threads per worker (0: torch's default)."),
     precision: Optional[str] = typer.Option(None, "--precision", help="fp32 or bf16 (autocast; fast on CPUs "
                                             "with AMX / AVX512-BF16). Default: the checkpoint's training precision."),
+    workers: int = typer.Option(1, min=1, help="Server processes on the port, each loading the model "
+                                "(SO_REUSEPORT; combine with --torch-threads: e.g. 2 workers x 1 thread on 2 cores)."),
+    quantize: str = typer.Option("none", help="int8 dynamic quantization of the Linear layers: none (the "
+                                 "reference), side (the frozen side encoder), host (tweet encoder, fusion, head) "
+                                 "or all. Predictions move by the int8 rounding (docs/serving.md: F1 measured)."),
+    side_max_tokens: Optional[int] = typer.Option(None, min=1, help="Token budget of each side text (image text, "
+                                                  "rationales) read by the frozen encoder. Default: the checkpoint's."),
+    onednn_cache_capacity: Optional[int] = typer.Option(
+        None, min=0, help="oneDNN primitive cache capacity (ONEDNN_PRIMITIVE_CACHE_CAPACITY; its default: 1024). "
+        "Bounds the memory that bf16 batches of many shapes hold; 0 caches nothing (slower)."),
     log_level: str = typer.Option("info", help="uvicorn log level."),
     access_log: bool = typer.Option(False, "--access-log/--no-access-log"),
 ) -> None:
     """Serve POST /v1/predict, /v1/predict/batch, GET /healthz, /v1/model, /docs and the web page at /."""
-    import uvicorn
+    import os
 
-    from lrsa.serving import BatchingConfig, Limits, ServingConfig, create_app
-    from lrsa.serving.model import ModelPredictor
-    from lrsa.serving.server import uvicorn_config
+    from lrsa.serving import BatchingConfig, Limits, ServingConfig
+    from lrsa.serving.workers import run_workers, serve_in_process
 
     if not checkpoint.is_dir():
         raise typer.BadParameter(f"{checkpoint}: not a directory", param_hint="--checkpoint")
-    if torch_threads:
-        import torch
+    from lrsa.model.quantize import QUANTIZE_CHOICES
 
-        torch.set_num_threads(torch_threads)
+    if quantize not in QUANTIZE_CHOICES:
+        raise typer.BadParameter(f"{quantize!r}: one of {', '.join(QUANTIZE_CHOICES)}", param_hint="--quantize")
+    if onednn_cache_capacity is not None:  # read by oneDNN when it builds its first primitive (and by workers)
+        os.environ["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] = str(onednn_cache_capacity)
     config = ServingConfig(
         limits=Limits(
             max_text_chars=max_text_chars,
@@ -63,12 +74,18 @@ def serve(
             enabled=batching, max_batch=max_batch, max_wait_ms=max_wait_ms, trim_interval_s=trim_interval_s
         ),
     )
-    predictor = ModelPredictor.from_checkpoint(checkpoint, precision=precision)
-    app = create_app(predictor, config)
+    spec = {"checkpoint": str(checkpoint), "config": config, "torch_threads": torch_threads, "host": host,
+            "port": port, "log_level": log_level, "access_log": access_log,
+            "model": {"precision": precision, "quantize": quantize, "side_max_tokens": side_max_tokens}}
     typer.echo(
         f"lrsa serve: {checkpoint} on http://{host}:{port}/ "
-        f"(micro-batching {'on, ' + str(max_batch) + ' posts / ' + str(max_wait_ms) + ' ms' if batching else 'off'})",
+        f"(micro-batching {'on, ' + str(max_batch) + ' posts / ' + str(max_wait_ms) + ' ms' if batching else 'off'}"
+        f"{'; ' + str(workers) + ' workers' if workers > 1 else ''}"
+        f"{'; int8 ' + quantize if quantize != 'none' else ''}"
+        f"{'; side texts <= ' + str(side_max_tokens) + ' tokens' if side_max_tokens else ''})",
         err=True,
     )
-    uvicorn.Server(uvicorn_config(app, config.limits, host=host, port=port, log_level=log_level,
-                                  access_log=access_log)).run()
+    if workers == 1:
+        serve_in_process(spec)
+    else:
+        raise typer.Exit(run_workers(spec, workers))

@@ -67,6 +67,8 @@ class FrozenTextEncoder:
         self._model = None
         self._tok = None
         self.stats = {"encoded": 0, "cache_hits": 0, "seconds": 0.0}
+        #: set by lrsa.model.quantize ("int8-dynamic") when the encoder's Linear layers are quantized
+        self.quantized: str | None = None
 
     @property
     def model(self):
@@ -94,6 +96,8 @@ class FrozenTextEncoder:
         head = {"weights": weights_fingerprint(self.path), "max": self.max_tokens}
         if self.precision != "fp32":  # fp32 keys stay those of the caches written before precision existed
             head["precision"] = self.precision
+        if self.quantized:  # int8 states (lrsa.model.quantize) never mix with the reference's
+            head["quantized"] = self.quantized
         h.update(json.dumps(head).encode())
         for t in texts:
             h.update(t.encode("utf-8"))

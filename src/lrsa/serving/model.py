@@ -19,10 +19,13 @@ class ModelPredictor:
         self.source = source
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, precision: str | None = None) -> "ModelPredictor":
+    def from_checkpoint(cls, path: str | Path, precision: str | None = None, quantize: str | None = None,
+                        side_max_tokens: int | None = None) -> "ModelPredictor":
+        """``quantize`` / ``side_max_tokens``: the fast-path levers of ``lrsa.model.quantize``."""
         from lrsa.api import LRSA
 
-        return cls(LRSA.from_pretrained(path, precision=precision), source=str(path))
+        return cls(LRSA.from_pretrained(path, precision=precision, quantize=quantize,
+                                        side_max_tokens=side_max_tokens), source=str(path))
 
     def predict_batch(self, posts: list[Post]) -> list[Prediction]:
         out: list[Prediction | None] = [None] * len(posts)
@@ -50,4 +53,7 @@ class ModelPredictor:
         info.pop("path", None)  # never show clients where the server keeps its files
         if self.source is not None:
             info["checkpoint"] = Path(self.source).name
+        fast = getattr(self.model, "fast_path", None)
+        if fast is not None:
+            info["fast_path"] = fast  # lrsa.model.quantize: int8 layers, side-text token budget
         return info
