@@ -132,9 +132,12 @@ def predict_cmd(
     explain: bool = typer.Option(False, "--explain", help="With --text: what each aspect leaned on (tweet words, "
                                  "image side, L_t, L_i) and the rationale words that mattered; slower: the post "
                                  "is scored again once per input."),
-    backend: str = typer.Option("lexicon", "--rationale-backend", "--rationales",
-                                help="Rationale backend: lexicon (instant), local (Qwen2.5-Coder-0.5B via llama.cpp; "
-                                     "a few seconds per post on 2 cores), openai, import."),
+    backend: Optional[str] = typer.Option(
+        None, "--rationale-backend", "--rationales",
+        help="A substitute rationale writer for both parts: lexicon (instant), local (Qwen2.5-Coder-0.5B via "
+             "llama.cpp; a few seconds per post on 2 cores), openai, import. Default: the writers the model was "
+             "trained with; a part whose writer cannot run here (e.g. the published MiniGPT-4 descriptions) is "
+             "left empty, and the output says so."),
     precision: Optional[str] = PrecisionOption,
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
@@ -181,8 +184,11 @@ def predict_cmd(
             for line in describe(a.attribution.model_dump()):
                 typer.echo(f"    {line}")
     if pred.rationale is not None:
-        typer.echo(f"text rationale (L_t): {pred.rationale.text}")
-        typer.echo(f"image rationale (L_i): {pred.rationale.image}")
+        for part, label, value in (("text", "text rationale (L_t)", pred.rationale.text),
+                                   ("image", "image rationale (L_i)", pred.rationale.image)):
+            who = pred.rationale_writers.get(part)
+            by = f" [{'substitute: ' if who.substitute else ''}{who.writer or 'no writer here'}]" if who else ""
+            typer.echo(f"{label}{by}: {value or '(empty)'}")
         typer.echo(f"rationale provenance: {json.dumps(pred.rationale.provenance, sort_keys=True)}")
     else:
         typer.echo("rationales: not used")
@@ -193,7 +199,8 @@ def predict_cmd(
 
 def reproduce_cmd(
     profile: str = typer.Option("main", "--profile", help="main (the main job: text and lrsa on full "
-                                "Twitter-2015, one seed), full (the committed tables) or smoke (subsets)."),
+                                "Twitter-2015, one seed), full (the table on the all-layer host, results/), top2 "
+                                "(the first tables, top 2 layers tuned, results/top2/) or smoke (subsets)."),
     datasets: List[str] = typer.Option([], "--datasets", help="Restrict to these datasets (repeatable)."),
     hosts: List[str] = typer.Option([], "--hosts", help="span, generative and/or aspect (MASC)."),
     variants: List[str] = typer.Option([], "--variants", help="text, image, concat, lrsa, lrsa_li."),
@@ -204,7 +211,7 @@ def reproduce_cmd(
     max_runs: Optional[int] = typer.Option(None, "--max-runs", help="Train at most N new runs, then report."),
     runs: Path = typer.Option(Path("runs/reproduce"), "--runs", help="Where runs are stored."),
     results: Optional[Path] = typer.Option(None, "--results", help="Report folder (default: results/ for "
-                                           "full, <runs>/<profile>/ otherwise)."),
+                                           "full, results/top2/ for top2, <runs>/<profile>/ otherwise)."),
     threads: Optional[int] = typer.Option(None, "--threads", help="torch threads per run."),
     redo_legacy: bool = typer.Option(False, "--redo-legacy", help="Retrain runs whose records are legacy "
                                      "(kept from a report, without per-item counts)."),
