@@ -16,8 +16,11 @@ A post without an image (or without the image text a captions model reads) is pr
 an empty, masked visual memory, and ``notes`` says so; models trained with ``train.modality_dropout`` have
 seen such posts in training.
 - ``none`` (text-only models): the image is not used.
-Rationales (L_t, L_i) come from the rationale stage (``lrsa.rationales``; the offline ``lexicon`` backend
-by default), generated from the text and the image text, never from labels.
+Rationales (L_t, L_i) come from the rationale stage (``lrsa.rationales``), generated from the text and the
+image text, never from labels, by default by the writers the model was trained with (recorded per part in the
+checkpoint: ``info()["rationale_writers"]``). A part whose writer cannot run here (a published bundle such as
+the MiniGPT-4 descriptions, an LLM endpoint nobody configured) is left empty, and each prediction's
+``rationale_writers`` and ``notes`` say so; ``rationale_backend=`` names a substitute writer for both parts.
 
 This module is the public API only: each method is thin. Tokenising posts, building the side texts and
 tables, collating and running batches live in ``lrsa.model.posts`` (``PostPredictor``); scoring a benchmark
@@ -43,9 +46,10 @@ class LRSA:
     """A trained LRSA model (or its text-only / image / concat ablations) ready to predict."""
 
     def __init__(self, net, tokenizer, meta: dict[str, Any], path: Path | None = None,
-                 cache_dir: str | Path | None = None, rationale_backend: Any = "lexicon",
+                 cache_dir: str | Path | None = None, rationale_backend: Any = None,
                  threads: int | None = None, precision: str | None = None):
         from lrsa.config import RunConfig
+        from lrsa.model.lrsa import rationale_writers
 
         self.run = RunConfig.model_validate(meta["run"])
         #: compute precision of prediction (lrsa.precision); by default the one the model was trained in
@@ -56,20 +60,26 @@ class LRSA:
         self.path = path
         self.cache_dir = cache_dir
         self.threads = threads
+        writers = rationale_writers(meta["run"], meta.get("training") or {})
+        if writers is not None:  # an older checkpoint: derived from its rationale source and provenance
+            meta.setdefault("training", {})["rationale_writers"] = writers
         self._posts = PostPredictor(self.net, tokenizer, self.run, meta.get("side_encoder"), self.precision,
-                                    cache_dir=cache_dir, rationale_backend=rationale_backend)
+                                    cache_dir=cache_dir, rationale_backend=rationale_backend,
+                                    rationale_writers=writers)
 
     # ---------------------------------------------------------------- loading / saving
 
     @classmethod
     def from_pretrained(cls, path: str | Path, *, cache_dir: str | Path | None = None,
-                        rationale_backend: Any = "lexicon", threads: int | None = None,
+                        rationale_backend: Any = None, threads: int | None = None,
                         precision: str | None = None, quantize: str | None = None,
                         side_max_tokens: int | None = None) -> "LRSA":
         """Load a checkpoint directory (``model.safetensors`` + ``config.json`` + ``tokenizer/``).
 
-        ``rationale_backend``: a backend name of ``lrsa.rationales`` (``"lexicon"`` by default, offline)
-        or a backend object, used when the model reads rationales. ``precision``: ``fp32`` or ``bf16``
+        ``rationale_backend``: None (the default) writes each rationale part with the writer the model was
+        trained with, leaving empty a part whose writer cannot run here; a backend name of ``lrsa.rationales``
+        (e.g. ``"lexicon"``, ``"local"``) or a backend object names a substitute writer for both parts.
+        ``precision``: ``fp32`` or ``bf16``
         (``lrsa.precision``); by default the precision the checkpoint was trained in. ``quantize`` (``none``,
         ``side``, ``host``, ``all``: int8 dynamic quantization) and ``side_max_tokens`` (a token budget for
         side texts): the serving fast path of ``lrsa.model.quantize``; off by default.
@@ -150,6 +160,7 @@ class LRSA:
             "training_data": t.get("dataset"), "best_epoch": t.get("best_epoch"),
             "dev": brief(t.get("dev")), "test": brief(t.get("test")),
             "rationale_backend": (self._posts.backend_name() if m.uses_rationales else None),
+            "rationale_writers": {p: x["part"].model_dump() for p, x in self._posts.writer_plan().items()},
             "training_rationales": t.get("rationale_provenance"),
             "side_encoder": self.meta.get("side_encoder"), "precision": self.precision,
         }
@@ -168,7 +179,7 @@ class LRSA:
 
     @property
     def rationale_backend(self) -> Any:
-        """The backend name (or object) that writes the rationales of posts."""
+        """The substitute writer the user named (a backend name or object), or None: the trained writers."""
         return self._posts.rationale_backend
 
     @property

@@ -116,6 +116,11 @@ class TrainConfig(_Strict):
     # probability that a training example loses its image side (the visual memory V and the image rationale
     # L_i, both masked empty), so that a model with an image side stays good on text-only posts
     modality_dropout: float = Field(0.0, ge=0.0, le=1.0)
+    # probability that a training example loses its text rationale L_t, and (drawn independently) its image
+    # rationale L_i, masked empty (``lrsa.model.inputs.drop_rationales``): an empty part, as a model meets it
+    # at prediction time where the writer it was trained with cannot run (e.g. the published MiniGPT-4
+    # descriptions), is then in the training distribution. 0: off (the committed tables' schedule)
+    rationale_dropout: float = Field(0.0, ge=0.0, le=1.0)
     train_limit: int | None = None  # first N training examples (quick runs, tests)
     dev_limit: int | None = None
     test_limit: int | None = None

@@ -43,6 +43,10 @@ def serve(
     onednn_cache_capacity: Optional[int] = typer.Option(
         None, min=0, help="oneDNN primitive cache capacity (ONEDNN_PRIMITIVE_CACHE_CAPACITY; its default: 1024). "
         "Bounds the memory that bf16 batches of many shapes hold; 0 caches nothing (slower)."),
+    rationales: Optional[str] = typer.Option(
+        None, "--rationales", help="A substitute rationale writer for both parts (lexicon, local, openai). "
+        "Default: the writers the model was trained with; a part whose writer cannot run here (e.g. the published "
+        "MiniGPT-4 descriptions) is left empty, and every answer says so."),
     log_level: str = typer.Option("info", help="uvicorn log level."),
     access_log: bool = typer.Option(False, "--access-log/--no-access-log"),
 ) -> None:
@@ -76,7 +80,8 @@ def serve(
     )
     spec = {"checkpoint": str(checkpoint), "config": config, "torch_threads": torch_threads, "host": host,
             "port": port, "log_level": log_level, "access_log": access_log,
-            "model": {"precision": precision, "quantize": quantize, "side_max_tokens": side_max_tokens}}
+            "model": {"precision": precision, "quantize": quantize, "side_max_tokens": side_max_tokens,
+                      "rationale_backend": rationales}}
     typer.echo(
         f"lrsa serve: {checkpoint} on http://{host}:{port}/ "
         f"(micro-batching {'on, ' + str(max_batch) + ' posts / ' + str(max_wait_ms) + ' ms' if batching else 'off'}"

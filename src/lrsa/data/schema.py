@@ -135,6 +135,16 @@ class PredictedAspect(BaseModel):
     attribution: Attribution | None = None  # only when asked for (``explain=True``)
 
 
+class RationalePart(BaseModel):
+    """Who wrote one rationale part of a prediction (key ``text``: L_t, ``image``: L_i) and, when it is empty
+    because its writer cannot run here, why (``lrsa.rationales.writers``)."""
+
+    writer: str | None  # who wrote it for this prediction; None: nobody here (the part is empty, masked)
+    trained_writer: str | None  # who wrote it in the model's training data
+    substitute: bool = False  # a writer the user named in place of the trained one
+    note: str | None = None  # why the part is empty, or that a substitute wrote it
+
+
 class Prediction(BaseModel):
     """What ``LRSA.predict`` returns for one post."""
 
@@ -144,6 +154,8 @@ class Prediction(BaseModel):
     aspects: list[PredictedAspect]
     rationale: Rationale | None = None  # None only when predicting without rationales was asked for
     used_rationales: bool
+    # who wrote each rationale part ("text": L_t, "image": L_i); empty when no rationale was read
+    rationale_writers: dict[str, RationalePart] = Field(default_factory=dict)
     notes: list[str] = Field(default_factory=list)  # e.g. "no image: predicted from the text alone"
     timings_ms: dict[str, float] = Field(default_factory=dict)
 

@@ -206,3 +206,18 @@ def drop_image_side(batch: dict[str, Any], drop: torch.Tensor | None = None) -> 
         if kind in batch.get("side", {}):
             states, mask = batch["side"][kind]
             batch["side"][kind] = (states, torch.zeros_like(mask) if drop is None else mask & ~drop[:, None])
+
+
+RATIONALE_SIDE = ("rat_text", "rat_image")  # the rationale memories: L_t, L_i
+
+
+def drop_rationales(batch: dict[str, Any], drop: torch.Tensor) -> None:
+    """Rationale dropout: ``drop`` ([B, 2] bool; column 0 = L_t, column 1 = L_i) marks the rows of ``batch`` that
+    lose that rationale part (masked empty), as a part whose writer cannot run at prediction time is; the image
+    side itself (V) stays. A model that reads no L_t (``rationale_text: false``) has no ``rat_text`` to drop."""
+    if drop.dim() != 2 or drop.size(1) != len(RATIONALE_SIDE):
+        raise ValueError(f"drop_rationales: drop must be [batch, 2] (L_t, L_i), not {list(drop.shape)}")
+    for col, kind in enumerate(RATIONALE_SIDE):
+        if kind in batch.get("side", {}):
+            states, mask = batch["side"][kind]
+            batch["side"][kind] = (states, mask & ~drop[:, col, None])

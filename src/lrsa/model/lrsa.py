@@ -3,6 +3,9 @@
 A checkpoint directory holds ``model.safetensors`` (every trained weight), ``config.json`` (the
 RunConfig, label set, side encoder fingerprint, training record), ``backbone/config.json`` (to
 rebuild the encoder offline) and ``tokenizer/``. Nothing is pickled.
+The training record names the writer of each rationale part (``training.rationale_writers``: ``text`` = L_t,
+``image`` = L_i; ``lrsa.rationales.writers``), so that prediction can use the same writers; a checkpoint
+written before that field existed gets it from its rationale source and provenance (``rationale_writers``).
 """
 
 from __future__ import annotations
@@ -210,8 +213,27 @@ def checkpoint_meta(run: Any, side_encoder: Any, side_dim: int, rat_prov: dict |
         "training": {"dataset": run.train.dataset,
                      "rationale_source": run.train.rationale_source if m.uses_rationales else None,
                      "rationale_provenance": rat_prov,
+                     "rationale_writers": rationale_writers(run.model_dump(), {
+                         "dataset": run.train.dataset, "rationale_provenance": rat_prov,
+                         "rationale_source": run.train.rationale_source}),
                      "image_text_source": m.image_text_source if m.image_side == "captions" else None},
     }
+
+
+def rationale_writers(run: dict[str, Any], training: dict[str, Any]) -> dict[str, dict[str, Any]] | None:
+    """The writer of L_t (``text``) and of L_i (``image``) of a model (None: it reads no rationales): the
+    record's own ``rationale_writers``, else derived from its rationale source and provenance (checkpoints
+    written before writers were recorded)."""
+    cfg = ModelConfig.model_validate(run["model"])
+    if not cfg.uses_rationales:
+        return None
+    if training.get("rationale_writers"):
+        return training["rationale_writers"]
+    from lrsa.rationales.writers import training_writers
+
+    source = training.get("rationale_source") or run.get("train", {}).get("rationale_source") or "lexicon"
+    return training_writers(source, training.get("rationale_provenance"),
+                            training.get("dataset") or run.get("train", {}).get("dataset"))
 
 
 def save_checkpoint(net: LRSANet, tokenizer: Any, meta: dict[str, Any], dest: str | Path) -> Path:

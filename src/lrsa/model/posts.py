@@ -8,7 +8,12 @@ each group of ``batch_size`` posts it
   2. reads the image as the model was trained to (``captions``: the given ``image_text``; ``pixels``:
      EfficientNet-Lite0 regions of the photo); a post without it gets an empty, masked visual memory and a
      note saying so;
-  3. asks the rationale backend for L_t and L_i (``lrsa.rationales.rationalize``; never from labels);
+  3. has L_t and L_i written (``lrsa.rationales.rationalize``; never from labels) by the writers the model
+     was trained with (``rationale_writers``: one per part, recorded in the checkpoint), or by the substitute
+     the caller named (``rationale_backend``). A trained writer that cannot run here (a published bundle such
+     as MiniGPT-4's, an endpoint nobody configured) leaves its part empty: the model reads an empty, masked
+     memory there, never another writer's text, and the prediction's ``rationale_writers`` and ``notes`` say
+     who wrote each part, or why it is empty;
   4. encodes the side texts (the frozen side encoder, or token ids for ``side_encoder: shared``) into side
      tables, collates the items (one per word window of a post, or one per given aspect) and runs the net;
   5. maps the decoded word spans back to the post (a span is kept from the window in which its first word
@@ -25,7 +30,7 @@ from typing import Any
 
 import torch
 
-from lrsa.data.schema import PredictedAspect, Prediction, Rationale
+from lrsa.data.schema import PredictedAspect, Prediction, Rationale, RationalePart
 
 NO_IMAGE_NOTE = "no image: predicted from the text alone (the visual memory is empty)"
 
@@ -90,11 +95,14 @@ def aspect_rationales(given: list[Any] | None, n: int, where: str) -> list[Ratio
 
 class PostPredictor:
     """Runs posts through a loaded network (see the module doc). ``side_encoder_spec``: the checkpoint's
-    ``side_encoder`` record (backbone, max_tokens, fingerprint) or None; ``rationale_backend``: a backend name
-    of ``lrsa.rationales`` or a backend object."""
+    ``side_encoder`` record (backbone, max_tokens, fingerprint) or None; ``rationale_writers``: the
+    checkpoint's writer of each part (``lrsa.rationales.writers``), None for a model without rationales;
+    ``rationale_backend``: a substitute writer the user named for both parts (a backend name of
+    ``lrsa.rationales`` or a backend object), or None: the trained writers."""
 
     def __init__(self, net: Any, tokenizer: Any, run: Any, side_encoder_spec: dict[str, Any] | None,
-                 precision: str, cache_dir: str | Path | None = None, rationale_backend: Any = "lexicon"):
+                 precision: str, cache_dir: str | Path | None = None, rationale_backend: Any = None,
+                 rationale_writers: dict[str, dict[str, Any]] | None = None):
         self.net = net
         self.tokenizer = tokenizer
         self.run = run
@@ -102,23 +110,62 @@ class PostPredictor:
         self.precision = precision
         self.cache_dir = cache_dir
         self.rationale_backend = rationale_backend
-        self._backend_obj = None
+        self.rationale_writers = rationale_writers
+        self._plan: dict[str, dict[str, Any]] | None = None
         self._side_encoder = None
         self._pixels = None
 
     # ---------------------------------------------------------------- side inputs
 
+    def writer_plan(self) -> dict[str, dict[str, Any]]:
+        """Per part (``text``, ``image``): ``backend`` (None: the part stays empty), ``part`` (the
+        ``RationalePart`` every prediction reports). Resolved once; empty for a model without rationales."""
+        if self._plan is None:
+            from lrsa.rationales.writers import PART_NAMES, PARTS, describe_backend, runnable, same_writer
+
+            plan: dict[str, dict[str, Any]] = {}
+            trained = self.rationale_writers or {}
+            if self.run.model.uses_rationales and not trained:
+                raise ValueError("this checkpoint records no rationale writers and no rationale source")
+            sub = sub_writer = None
+            if self.rationale_backend is not None:
+                from lrsa.rationales import make_backend
+
+                b = self.rationale_backend
+                sub = make_backend(b) if isinstance(b, str) else b
+                sub_writer = describe_backend(sub)
+            for part, writer in trained.items():
+                name = PART_NAMES[part]
+                if sub is not None:
+                    differs = not same_writer(sub_writer, writer)
+                    note = (f"{name}: written by {sub_writer['name']}, named by the user in place of "
+                            f"{writer['name']}, the writer this model was trained with") if differs else None
+                    plan[part] = {"backend": sub, "writer": sub_writer, "part": RationalePart(
+                        writer=sub_writer["name"], trained_writer=writer["name"], substitute=differs, note=note)}
+                    continue
+                backend, why = runnable(writer)
+                note = None if backend is not None else \
+                    f"{name}: written by {writer['name']} at training time; {why}, left empty"
+                plan[part] = {"backend": backend, "writer": writer, "part": RationalePart(
+                    writer=writer["name"] if backend is not None else None, trained_writer=writer["name"],
+                    note=note)}
+            # parts with the same writer share one backend (one call writes both)
+            if len(plan) == 2 and plan["text"]["backend"] is not None and plan["image"]["backend"] is not None \
+                    and same_writer(plan["text"]["writer"], plan["image"]["writer"]):
+                plan["image"]["backend"] = plan["text"]["backend"]
+            self._plan = {p: plan[p] for p in PARTS if p in plan}
+        return self._plan
+
     def backend_name(self) -> str:
+        """The substitute's name, the one backend writing both parts, or each part's writer."""
         b = self.rationale_backend
-        return b if isinstance(b, str) else getattr(b, "name", type(b).__name__)
-
-    def backend(self):
-        if self._backend_obj is None:
-            from lrsa.rationales import make_backend
-
-            b = self.rationale_backend
-            self._backend_obj = make_backend(b) if isinstance(b, str) else b
-        return self._backend_obj
+        if b is not None:
+            return b if isinstance(b, str) else getattr(b, "name", type(b).__name__)
+        plan = self.writer_plan()
+        names = {p: (x["writer"].get("backend") if x["backend"] is not None else None) for p, x in plan.items()}
+        if len(set(names.values())) == 1 and None not in names.values():
+            return next(iter(names.values()))
+        return "; ".join(f"{'L_t' if p == 'text' else 'L_i'}: {n or 'none (left empty)'}" for p, n in names.items())
 
     @property
     def side_encoder(self):
@@ -146,12 +193,40 @@ class PostPredictor:
         return {k: self.side_encoder.encode(v) for k, v in texts.items()}
 
     def rationale(self, text: str, image_path: str | None, image_text: str | None) -> Rationale:
+        """L_t and L_i of one post, each from its planned writer; a part without one is empty, and the
+        provenance lists it under ``missing`` (as bundles do)."""
         from lrsa.rationales import RationaleInput, rationalize
 
         inp = RationaleInput(id="post", text=text, image_path=image_path,
                              image_texts=(image_text,) if image_text else (),
                              image_source="user" if image_text else None)
-        return rationalize(inp, self.backend())
+        plan = self.writer_plan()
+        written: dict[str, Rationale] = {}
+        calls: list[tuple[Any, tuple[str, ...]]] = []
+        for part, x in plan.items():
+            if x["backend"] is None:
+                continue
+            for n, (b, kinds) in enumerate(calls):
+                if b is x["backend"]:
+                    calls[n] = (b, kinds + (part,))
+                    break
+            else:
+                calls.append((x["backend"], (part,)))
+        for b, kinds in calls:
+            r = rationalize(inp, b, kinds=kinds)
+            for part in kinds:
+                written[part] = r
+        if len(calls) == 1 and len(calls[0][1]) == len(plan):
+            return written[next(iter(plan))]  # one writer wrote every part: its rationale as it is
+        prov: dict[str, Any] = {}
+        if calls:
+            first = written[calls[0][1][0]].provenance
+            prov = dict(first) if len(calls) == 1 else {p: written[p].provenance for p in written}
+        missing = [p for p in plan if p not in written]
+        if missing:
+            prov["missing"] = missing
+        return Rationale(text=written["text"].text if "text" in written else "",
+                         image=written["image"].image if "image" in written else "", provenance=prov)
 
     def _explain(self, batch: dict[str, Any], decoded: list, items: list, side_texts: dict[str, list[str]]
                  ) -> list[list[dict[str, Any]]]:
@@ -327,7 +402,9 @@ class PostPredictor:
                                                rationale=own if own is not rats[n] else None,
                                                attribution=attribution))
             used = bool(m.uses_rationales and use_rationales)
+            parts = {p: x["part"] for p, x in self.writer_plan().items()} if used else {}
             out.append(Prediction(id=post.get("id"), text=texts[n], words=words_l[n], aspects=aspects,
-                                  rationale=rats[n], used_rationales=used, notes=notes[n],
+                                  rationale=rats[n], used_rationales=used, rationale_writers=parts,
+                                  notes=notes[n] + [x.note for x in parts.values() if x.note],
                                   timings_ms={**share, "total": round(sum(share.values()), 3)}))
         return out

@@ -259,15 +259,16 @@ def generate(inputs: Iterable[RationaleInput], backend: Backend, **kwargs: Any) 
 
 def rationalize(post: Example | RationaleInput | str, backend: Backend, cache: RationaleCache | None = None,
                 image_path: str | None = None, image_texts: list[str] | None = None,
-                max_tokens: int = 160) -> Rationale:
-    """L_t and L_i with provenance for one post (an Example, an input, or a text with optional image)."""
+                max_tokens: int = 160, kinds: tuple[str, ...] = KINDS) -> Rationale:
+    """L_t and L_i with provenance for one post (an Example, an input, or a text with optional image);
+    ``kinds``: the parts to write (a part left out is empty)."""
     if isinstance(post, Example):
         inp = from_example(post)
     elif isinstance(post, RationaleInput):
         inp = post
     else:
         inp = RationaleInput(id="post", text=post, image_path=image_path, image_texts=tuple(image_texts or ()))
-    res = generate([inp], backend, cache=cache, concurrency=2, max_tokens=max_tokens)
+    res = generate([inp], backend, cache=cache, concurrency=2, max_tokens=max_tokens, kinds=kinds)
     if res.missing:
         raise BackendError(f"rationale generation failed for parts {res.missing[inp.id]} "
                            f"(report: {res.report.to_dict()})")

@@ -89,7 +89,7 @@ def _predict_rows(model: Any, batch: list[tuple[int, dict[str, Any]]], use_ratio
 _models: dict[tuple, Any] = {}  # per process: the checkpoints a --workers process or a partition has loaded
 
 
-def _model(checkpoint: str, backend: str, precision: str | None, threads: int | None) -> Any:
+def _model(checkpoint: str, backend: str | None, precision: str | None, threads: int | None) -> Any:
     """The model of this process for these settings, loaded on first use and kept."""
     from lrsa.api import LRSA
 
@@ -101,11 +101,12 @@ def _model(checkpoint: str, backend: str, precision: str | None, threads: int | 
 
 
 def predict_partition(checkpoint: str, posts: list[dict[str, Any]], batch_size: int = 64,
-                      rationale_backend: str = "lexicon", precision: str | None = None,
+                      rationale_backend: str | None = None, precision: str | None = None,
                       threads: int | None = None) -> list[dict[str, Any]]:
     """Predictions (JSON-able dicts, in order) for one partition of posts: what a cluster engine's worker
     calls (Dask ``map_partitions``, Ray Data ``map_batches``, Spark ``mapInPandas``; README). The model is
-    loaded once per process and reused by every later partition of that process."""
+    loaded once per process and reused by every later partition of that process. ``rationale_backend``: None
+    writes each rationale part with the writer the model was trained with (as ``LRSA.from_pretrained``)."""
     preds = _model(checkpoint, rationale_backend, precision, threads).predict_batch(list(posts),
                                                                                    batch_size=batch_size)
     return [p.model_dump(mode="json") for p in preds]
@@ -125,9 +126,9 @@ def _pool(workers: int):
 def _worker_settings(model: Any, threads: int) -> tuple:
     """What a worker process needs to load ``model`` again (``_model``'s arguments)."""
     backend = model.rationale_backend
-    if model.path is None or not isinstance(backend, str):
-        raise ValueError("--workers needs a model loaded from a checkpoint directory with a named rationale "
-                         "backend (each worker process loads it again)")
+    if model.path is None or not (backend is None or isinstance(backend, str)):
+        raise ValueError("--workers needs a model loaded from a checkpoint directory with its trained rationale "
+                         "writers or a named rationale backend (each worker process loads it again)")
     return str(model.path), backend, model.precision, threads
 
 

@@ -20,12 +20,15 @@ class ModelPredictor:
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, precision: str | None = None, quantize: str | None = None,
-                        side_max_tokens: int | None = None) -> "ModelPredictor":
-        """``quantize`` / ``side_max_tokens``: the fast-path levers of ``lrsa.model.quantize``."""
+                        side_max_tokens: int | None = None, rationale_backend: str | None = None
+                        ) -> "ModelPredictor":
+        """``quantize`` / ``side_max_tokens``: the fast-path levers of ``lrsa.model.quantize``;
+        ``rationale_backend``: a substitute rationale writer (None: the writers the model was trained with)."""
         from lrsa.api import LRSA
 
         return cls(LRSA.from_pretrained(path, precision=precision, quantize=quantize,
-                                        side_max_tokens=side_max_tokens), source=str(path))
+                                        side_max_tokens=side_max_tokens, rationale_backend=rationale_backend),
+                   source=str(path))
 
     def predict_batch(self, posts: list[Post]) -> list[Prediction]:
         out: list[Prediction | None] = [None] * len(posts)

@@ -165,8 +165,20 @@
     $("no-rationales").hidden = p.used_rationales;
     $("rationales").hidden = !r;
     if (r) {
-      $("rationale-text").textContent = r.text || "(empty)";
-      $("rationale-image").textContent = r.image || "(no image rationale)";
+      // who wrote each part (the writer the model was trained with, a substitute named for this server, or
+      // nobody here: then the part is empty and the note says why)
+      const writers = p.rationale_writers || {};
+      for (const [part, id, value, none] of [["text", "rationale-text", r.text, "(empty)"],
+                                             ["image", "rationale-image", r.image, "(no image rationale)"]]) {
+        const w = writers[part];
+        $(id).textContent = value || (w && !w.writer ? "(empty: no writer of this part here)" : none);
+        const by = $(`${id}-writer`);
+        by.textContent = !w ? "" : w.writer
+          ? `Written by ${w.writer}` + (w.substitute ? `, a substitute for ${w.trained_writer}, the writer this ` +
+            "model was trained with" : "")
+          : w.note;
+        by.hidden = !w;
+      }
       $("provenance").textContent = JSON.stringify(r.provenance, null, 2);
     }
 
