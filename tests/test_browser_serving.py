@@ -205,6 +205,55 @@ def test_page_keyboard_only_on_a_phone_screen(browser, model_server, artifacts_d
     context.close()
 
 
+def test_page_shows_what_each_aspect_leaned_on(browser, model_server, artifacts_dir):
+    """`explain` ticked: under each aspect a bar of what it leaned on (tweet words, image, L_t, L_i) with the
+    shares the JSON API gives, and the rationale words that mattered marked inside the rationales."""
+    post = real_posts(2)[1]
+    api = httpx.post(f"{model_server.url}/v1/predict", json={**post, "explain": True}, timeout=120).json()["prediction"]
+    assert api["aspects"] and all(a["attribution"] for a in api["aspects"])
+    plain = httpx.post(f"{model_server.url}/v1/predict", json=post, timeout=60).json()["prediction"]
+    assert all(a["attribution"] is None for a in plain["aspects"])  # opt-in: nothing computed without it
+
+    context, page, outside, console_errors = _page(browser, model_server.url, viewport={"width": 1100, "height": 900})
+    page.goto(model_server.url + "/")
+    page.fill("#text", post["text"])
+    page.fill("#image-text", post["image_text"])
+    page.check("#explain")
+    page.click("#submit")
+    page.wait_for_selector("#result:not([hidden])", timeout=120_000)
+    expected = sorted(api["aspects"], key=lambda a: a["char_start"])
+    items = page.query_selector_all("#aspects li")
+    assert len(items) == len(expected)
+    for li, a in zip(items, expected):
+        segs = li.query_selector_all(".leaned .bar span")
+        assert [s.get_attribute("data-input") for s in segs] == ["text", "V", "L_t", "L_i"]
+        for s in segs:
+            share = a["attribution"]["shares"][s.get_attribute("data-input")]
+            assert float(s.get_attribute("data-share")) == pytest.approx(share, abs=1e-4)
+            width = s.evaluate("e => e.getBoundingClientRect().width")
+            bar = s.evaluate("e => e.parentElement.getBoundingClientRect().width")
+            assert width == pytest.approx(share * bar, abs=1.0)  # drawn: the segment is as wide as its share
+        assert "leaned on" in li.inner_text()
+    assert page.is_visible("#leaned-legend")
+    cues = {k: {(t["start"], t["end"]) for a in api["aspects"] for t in a["attribution"]["tokens"].get(k, [])}
+            for k in ("L_t", "L_i")}
+    assert cues["L_t"] or cues["L_i"]  # the tiny model reads both rationales: some words mattered
+    for k, box, text in (("L_t", "#rationale-text", api["rationale"]["text"]),
+                         ("L_i", "#rationale-image", api["rationale"]["image"])):
+        marks = page.query_selector_all(f"{box} mark.cue")
+        assert len(marks) == len(cues[k])
+        assert sorted(m.inner_text() for m in marks) == sorted(text[s:e] for s, e in cues[k])
+        assert page.inner_text(box) == (text or page.inner_text(box))  # marked in place: it reads as before
+        for m in marks:
+            assert m.evaluate("e => getComputedStyle(e).backgroundColor") == "rgb(255, 241, 184)"
+    shot = artifacts_dir / "serving_page_explain.png"
+    page.screenshot(path=str(shot), full_page=True)
+    print(f"\nscreenshot: {shot}")
+    assert shot.stat().st_size > 10_000
+    assert outside == [] and console_errors == []
+    context.close()
+
+
 def test_page_reads_a_text_only_post_and_says_so(browser, model_server):
     context, page, _outside, console_errors = _page(browser, model_server.url)
     page.goto(model_server.url + "/")

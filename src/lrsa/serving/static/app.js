@@ -98,6 +98,7 @@
     if (imageText.trim()) body.append("image_text", imageText);
     if (aspectsBox.required) body.append("aspects", aspectsBox.value);
     body.append("use_rationales", $("use-rationales").checked ? "true" : "false");
+    if ($("explain").checked) body.append("explain", "true");
     submit.disabled = true;
     busy.textContent = "Analysing…";
     try {
@@ -117,6 +118,57 @@
   });
 
   function pct(x) { return `${Math.round(x * 100)}%`; }
+
+  const INPUT_NAMES = { text: "tweet words", V: "image", L_t: "text rationale", L_i: "image rationale" };
+
+  // A small stacked bar of what one aspect leaned on (attribution.shares) and its numbers in words.
+  function leanedBar(att) {
+    const box = document.createElement("div");
+    box.className = "leaned";
+    const bar = document.createElement("span");
+    bar.className = "bar";
+    bar.setAttribute("role", "img");
+    const parts = [];
+    for (const k of ["text", "V", "L_t", "L_i"]) {
+      const share = att.shares[k] || 0;
+      const seg = document.createElement("span");
+      seg.className = `in-${k}`;
+      seg.dataset.input = k;
+      seg.dataset.share = share.toFixed(4);
+      seg.style.width = `${(share * 100).toFixed(2)}%`;
+      seg.title = `${INPUT_NAMES[k]} ${pct(share)}`;
+      bar.append(seg);
+      if (share > 0) parts.push(`${INPUT_NAMES[k]} ${pct(share)}`);
+    }
+    const words = (parts.length ? parts.join(", ") : "no single input moved it") +
+      ` (${att.method === "intervention" ? "by removing each input" : "read from the model"})`;
+    bar.setAttribute("aria-label", `Leaned on: ${words}`);
+    const caption = document.createElement("span");
+    caption.className = "leaned-words";
+    caption.textContent = `leaned on: ${words}`;
+    box.append(bar, caption);
+    return box;
+  }
+
+  // The rationale text with the words that mattered to some aspect marked (character spans of attribution.tokens).
+  function markRationale(el, textValue, cues) {
+    el.replaceChildren();
+    const spans = [...cues.values()].sort((a, b) => a.start - b.start);
+    let pos = 0;
+    for (const c of spans) {
+      if (c.start < pos || c.end > textValue.length) continue;
+      el.append(document.createTextNode(textValue.slice(pos, c.start)));
+      const m = document.createElement("mark");
+      m.className = "cue";
+      m.dataset.mass = c.mass.toFixed(4);
+      m.title = `mattered to ${c.aspects.join(", ")}: attention ${pct(c.mass)}` +
+        (c.effect == null ? "" : `, removing it changes the probability by ${(-c.effect * 100).toFixed(1)} points`);
+      m.textContent = textValue.slice(c.start, c.end);
+      el.append(m);
+      pos = c.end;
+    }
+    el.append(document.createTextNode(textValue.slice(pos)));
+  }
 
   function render(data, imageText) {
     const p = data.prediction;
@@ -154,6 +206,7 @@
       li.append(chip, document.createTextNode(
         ` ${NAMES[a.polarity]}, confidence ${pct(a.confidence)} ` +
         (a.end - a.start === 1 ? `(word ${a.start + 1})` : `(words ${a.start + 1}–${a.end})`)));
+      if (a.attribution) li.append(leanedBar(a.attribution));
       list.append(li);
     }
     $("no-aspects").hidden = aspects.length > 0;
@@ -164,6 +217,8 @@
     const r = p.rationale;
     $("no-rationales").hidden = p.used_rationales;
     $("rationales").hidden = !r;
+    const explained = aspects.some((a) => a.attribution);
+    $("leaned-legend").hidden = !explained;
     if (r) {
       // who wrote each part (the writer the model was trained with, a substitute named for this server, or
       // nobody here: then the part is empty and the note says why)
@@ -178,6 +233,20 @@
             "model was trained with" : "")
           : w.note;
         by.hidden = !w;
+      }
+      for (const [k, id, value] of [["L_t", "rationale-text", r.text], ["L_i", "rationale-image", r.image]]) {
+        const cues = new Map();  // one mark per word: the largest attention any aspect put on it
+        for (const a of aspects) {
+          for (const t of (a.attribution && a.attribution.tokens[k]) || []) {
+            const key = `${t.start}:${t.end}`;
+            const c = cues.get(key) || { start: t.start, end: t.end, mass: 0, effect: null, aspects: [] };
+            c.mass = Math.max(c.mass, t.mass);
+            if (t.effect != null && (c.effect == null || Math.abs(t.effect) > Math.abs(c.effect))) c.effect = t.effect;
+            c.aspects.push(a.text);
+            cues.set(key, c);
+          }
+        }
+        if (value && cues.size) markRationale($(id), value, cues);
       }
       $("provenance").textContent = JSON.stringify(r.provenance, null, 2);
     }
