@@ -449,6 +449,29 @@ def test_evaluation_is_its_own_module_and_the_api_does_not_import_the_loop():
     assert not imported & {"lrsa.api", "lrsa.training.loop"}
 
 
+def test_rationale_dropout_masks_parts_during_training_only_when_asked(tmp_path, monkeypatch):
+    """train.rationale_dropout: the loop masks L_t and L_i independently for that fraction of the training
+    examples (its own random stream), and never touches a batch when it is 0."""
+    import lrsa.model.inputs as inputs
+    from lrsa.training.loop import train
+
+    seen: list = []
+    real = inputs.drop_rationales
+
+    def spy(batch, drop):
+        seen.append(drop.clone())
+        real(batch, drop)
+
+    monkeypatch.setattr(inputs, "drop_rationales", spy)
+    train(_run("lrsa", **{"train.epochs": 1, "train.eval_test": False, "train.train_limit": 64}), tmp_path / "a")
+    assert seen == []  # off by default
+    train(_run("lrsa", **{"train.epochs": 1, "train.eval_test": False, "train.train_limit": 64,
+                          "train.rationale_dropout": 0.5}), tmp_path / "b")
+    masks = torch.cat(seen)
+    assert masks.shape == (64, 2) and masks.dtype == torch.bool
+    assert 0.25 < masks.float().mean() < 0.75 and masks[:, 0].tolist() != masks[:, 1].tolist()
+
+
 def test_an_empty_side_text_is_an_empty_memory_and_modality_dropout_masks_the_image_side(tmp_path, monkeypatch):
     from lrsa.features.side_cache import FrozenTextEncoder
     from lrsa.model import inputs
@@ -586,6 +609,7 @@ def test_main_profile_leaves_its_model_where_the_readme_and_main_sh_say():
     configs = [rp.run_config(main, s) for s in specs]
     assert all(c.train.train_limit is None and c.train.epochs == rp.MAIN_SCHEDULE["epochs"] for c in configs)
     assert configs[1].train.modality_dropout > 0 and configs[1].model.fusion == "dual"
+    assert configs[1].train.rationale_dropout == 0.3  # its L_i writer (MiniGPT-4) cannot run when served
     from lrsa.precision import cpu_has_bf16
 
     # the main job computes in bf16 where the CPU has it natively (else emulated: slower), the tables in fp32

@@ -153,7 +153,7 @@ def train(run: RunConfig, out_dir: str | Path, data_dir: str | Path | None = Non
     """Train (or resume) one run into ``out_dir``; return its result (also in result.json)."""
     from lrsa.features.side_cache import FrozenTextEncoder
     from lrsa.features.text import load_tokenizer, resolve_backbone
-    from lrsa.model.inputs import collate, drop_image_side
+    from lrsa.model.inputs import collate, drop_image_side, drop_rationales
     from lrsa.model.lrsa import LRSANet, checkpoint_meta, save_checkpoint
     from lrsa.training.data import load_split
 
@@ -255,6 +255,8 @@ def train(run: RunConfig, out_dir: str | Path, data_dir: str | Path | None = Non
         order = torch.randperm(n_train, generator=g).tolist()[: steps_per_epoch * t_cfg.batch_size]
         t1, losses, seen = time.perf_counter(), [], 0
         g_drop = torch.Generator().manual_seed(t_cfg.seed * 1000 + epoch + 500_000)  # resumable per epoch
+        # rationale dropout draws from its own stream, so the modality-dropout draws stay those of a run without it
+        g_rat = torch.Generator().manual_seed(t_cfg.seed * 1000 + epoch + 700_000)
         for chunk in batches(splits["train"].items, t_cfg.batch_size, order):  # global batches
             drop = (torch.rand(len(chunk), generator=g_drop) < t_cfg.modality_dropout
                     if t_cfg.modality_dropout else None)
@@ -264,6 +266,9 @@ def train(run: RunConfig, out_dir: str | Path, data_dir: str | Path | None = Non
             batch = collate(mine, pad, splits["train"].side)
             if drop is not None:
                 drop_image_side(batch, shard(drop, rank, world))
+            if t_cfg.rationale_dropout:  # [B, 2]: L_t and L_i dropped independently
+                drop_rationales(batch, shard(torch.rand(len(chunk), 2, generator=g_rat) < t_cfg.rationale_dropout,
+                                             rank, world))
             loss = model(batch)
             opt.zero_grad(set_to_none=True)
             fabric.backward(loss * share_weight(len(mine), len(chunk), world) if world > 1 else loss)
