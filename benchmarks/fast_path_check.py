@@ -148,10 +148,13 @@ def main() -> None:
         examples = examples[:args.limit]
     posts = real_posts(len(examples))
     assert [p["id"] for p in posts] == [ex.id for ex in examples]
-    settings = [parse_setting(s) for s in ["reference", *args.settings]]
+    ckpt = args.checkpoint / "best" if (args.checkpoint / "best" / "config.json").exists() else args.checkpoint
+    own = json.loads((ckpt / "config.json").read_text())["run"]["train"].get("precision", "fp32")
+    settings = [{k: v for k, v in parse_setting(s).items() if not (k == "precision" and v == own)}
+                for s in ["reference", *args.settings]]  # the checkpoint's own precision is the reference
     result: dict[str, Any] = {
         "command": " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
-        "checkpoint": str(args.checkpoint), "commit": git_commit(),
+        "checkpoint": str(args.checkpoint), "checkpoint_precision": own, "commit": git_commit(),
         "machine": {"cpu": cpu_model(), "cpus": os.cpu_count(), "torch": torch.__version__,
                     "threads": args.threads, "loadavg_at_start": os.getloadavg()},
         "posts": f"twitter2015 test ({len(posts)} posts) + MDCA captions as image_text, as served "

@@ -59,6 +59,7 @@ MAIN_LRSA = REPO / "runs" / "reproduce" / "main" / "twitter2015" / "span" / "lrs
 #: threads is the process layout; the oneDNN primitive cache bounds bf16's memory.
 LEVERS: dict[str, str] = {
     "reference 1x1": "--torch-threads 1",
+    "reference 1x2": "--torch-threads 2",
     "reference 2x1": "--workers 2 --torch-threads 1",
     "reference 2x1 onednn16": "--workers 2 --torch-threads 1 --onednn-cache-capacity 16",
     "int8 side 2x1": "--quantize side --workers 2 --torch-threads 1",
@@ -330,6 +331,19 @@ def checkpoint_dir(p: Path) -> Path:
     return p / "best" if (p / "best" / "config.json").exists() else p
 
 
+def without_precision(serve_args: list[str], ckpt_precision: str) -> list[str]:
+    """``serve_args`` without a ``--precision`` that names the checkpoint's own precision (a no-op)."""
+    out, skip = [], False
+    for i, a in enumerate(serve_args):
+        if skip:
+            skip = False
+        elif a == "--precision" and i + 1 < len(serve_args) and serve_args[i + 1] == ckpt_precision:
+            skip = True
+        elif a != f"--precision={ckpt_precision}":
+            out.append(a)
+    return out
+
+
 def model_setting(serve_args: list[str], ckpt_precision: str) -> str:
     """The name fast_path_check.py gives the model-level part of a setting (``reference``: none)."""
     from fast_path_check import setting_name
@@ -354,7 +368,7 @@ def f1_table(checkpoint: Path, path: Path) -> dict[str, dict]:
 def choose(rows: dict[str, dict], p95_ms: float, max_f1_loss: float) -> tuple[str | None, str]:
     """The setting with the most requests/s among those with 0 errors, a known F1 change >= -max_f1_loss and
     p95 <= p95_ms (when no setting makes the p95 target, the fastest of the others)."""
-    ok = {k: r for k, r in rows.items() if "load" in r and r["load"]["errors"] == 0
+    ok = {k: r for k, r in rows.items() if "load" in r and "same_as" not in r and r["load"]["errors"] == 0
           and r.get("f1_change") is not None and r["f1_change"] >= -max_f1_loss}
     if not ok:
         return None, "no setting without errors and with a known F1 change"
@@ -424,9 +438,17 @@ def main() -> None:
             if unknown:
                 sys.exit(f"unknown levers {unknown}; known: {list(LEVERS)}")
             rows: dict[str, dict] = {}
+            seen: dict[str, str] = {}  # the same options as an earlier lever once the precision is resolved
             for i, name in enumerate(names, 1):
                 serve_args = shlex.split(LEVERS[name])
                 ms = model_setting(serve_args, ckpt_precision)
+                same = shlex.join(without_precision(serve_args, ckpt_precision))
+                if same in seen:
+                    print(f"[{i}/{len(names)}] {name}: the same as {seen[same]} for this {ckpt_precision} "
+                          "checkpoint", flush=True)
+                    rows[name] = {**rows[seen[same]], "same_as": seen[same]}
+                    continue
+                seen[same] = name
                 print(f"[{i}/{len(names)}] {name}: lrsa serve {LEVERS[name]} (model: {ms}) ...", flush=True)
                 grid = argparse.Namespace(**{**vars(args), "warmup": args.lever_warmup,
                                              "duration": args.lever_duration})
@@ -499,9 +521,12 @@ def main() -> None:
             "rss_mib": {k: v for k, v in soak["rss_mib"].items() if k != "samples"} if soak else None,
             "serve_args": shlex.join(serve_args), "lever": best, "model_setting": ms,
             "test_jmasa_f1": s["test_jmasa_f1"], "test_f1_change_vs_reference": s["f1_change"],
-            "levers": {k: ({"requests_per_s": r["load"]["requests_per_s"], "p95_ms": r["load"]["latency_ms"]["p95"],
-                            "errors": r["load"]["errors"], "f1_change": r["f1_change"]} if "load" in r
-                           else {"failed": True}) for k, r in result.get("levers", {}).items()},
+            "levers": {k: ({"same_as": r["same_as"]} if "same_as" in r else
+                           {"serve_args": r["serve_args"], "requests_per_s": r["load"]["requests_per_s"],
+                            "p95_ms": r["load"]["latency_ms"]["p95"], "errors": r["load"]["errors"],
+                            "rss_mib_after_load": r["rss_mib_after_load"], "f1_change": r["f1_change"]}
+                           if "load" in r else {"serve_args": r["serve_args"], "failed": True})
+                       for k, r in result.get("levers", {}).items()},
             "checkpoint": str(args.checkpoint), "commit": result["commit"], "machine": result["machine"],
             "settings": result["settings"], "details": str(args.out.relative_to(REPO) if args.out.is_relative_to(REPO)
                                                            else args.out)})
@@ -511,6 +536,9 @@ def main() -> None:
 def print_levers(rows: dict[str, dict]) -> None:
     print(f"\n{'lever':<26} {'req/s':>7} {'p50 ms':>8} {'p95 ms':>8} {'err':>4} {'RSS MiB':>8} {'dF1':>6}  model")
     for name, r in rows.items():
+        if "same_as" in r:
+            print(f"{name:<26} = {r['same_as']}")
+            continue
         if "load" not in r:
             print(f"{name:<26} failed")
             continue

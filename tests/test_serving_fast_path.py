@@ -91,9 +91,9 @@ def _cpu_s(pid: int) -> float:
 def test_serve_workers_share_the_port_with_the_fast_path(checkpoint_dir, tmp_path):
     log = tmp_path / "serve.log"
     server = ServeProcess(checkpoint_dir, log, "--workers", "2", "--torch-threads", "1", "--quantize", "side",
-                          "--side-max-tokens", "64", "--onednn-cache-capacity", "16").start(timeout_s=300)
+                          "--side-max-tokens", "64", "--onednn-cache-capacity", "16").start(timeout_s=600)
     try:
-        deadline = time.monotonic() + 300
+        deadline = time.monotonic() + 600  # both workers load the model (minutes on a busy 2-core machine)
         while b"2 workers ready" not in log.read_bytes():
             assert server.alive() and time.monotonic() < deadline, log.read_text()
             time.sleep(0.3)

@@ -21,11 +21,13 @@ costs in test F1 is measured by ``benchmarks/fast_path_check.py`` (docs/serving.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-from torch import nn
+if TYPE_CHECKING:
+    from torch import nn
 
+# torch is imported inside the functions: `lrsa serve --workers N` checks --quantize against QUANTIZE_CHOICES
+# in its parent process, which never loads a model and should not spend time and memory importing torch.
 QUANTIZE_CHOICES: tuple[str, ...] = ("none", "side", "host", "all")
 
 
@@ -38,6 +40,8 @@ def check_quantize(quantize: str | None) -> str:
 
 def quantized_engine() -> str:
     """The quantized-kernel engine used here: fbgemm on x86 (AVX2 / AVX512 VNNI), else qnnpack."""
+    import torch
+
     engines = torch.backends.quantized.supported_engines
     for e in ("fbgemm", "x86", "qnnpack"):
         if e in engines:
@@ -62,6 +66,7 @@ def _ffn_down(name: str) -> bool:
 
 def qconfig_spec(module: nn.Module, recipe: str = DEFAULT_RECIPE) -> dict[Any, Any]:
     """The ``qconfig_spec`` of ``quantize_dynamic`` for ``recipe`` (see RECIPES)."""
+    from torch import nn
     from torch.ao.quantization import default_dynamic_qconfig, per_channel_dynamic_qconfig
 
     if recipe not in RECIPES:
@@ -79,6 +84,7 @@ def quantize_linear_int8(module: nn.Module, recipe: str = DEFAULT_RECIPE) -> nn.
     ``recipe`` says (RECIPES)."""
     import warnings
 
+    import torch
     from torch.ao.quantization import quantize_dynamic
 
     spec = qconfig_spec(module, recipe)
