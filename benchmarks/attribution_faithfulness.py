@@ -349,8 +349,8 @@ def markdown(r: dict) -> str:
         top1 = "" if a["top1"] is None else f"{100 * a['top1']:.1f} %"
         tau = "" if a["kendall_tau"] is None else f"{a['kendall_tau']:+.3f}"
         lines.append(f"| {scope} | {a['aspects']} | {top1} | {tau} |")
-    lines += ["", "Favoured by the joint deletion test on the side inputs (larger gap between removing a method's first "
-              f"two and its last two): **{r['favoured_method']}**.", "",
+    lines += ["", "Favoured by the joint deletion test on the side inputs (larger gap between removing a method's "
+              f"first two and its last two): **{r['favoured_method']}**.", "",
               "## Each input removed alone", "", "| input | aspects that see it | mean read-out share | mean change | "
               "polarity flips | span flips | any flip |", "|---|---|---|---|---|---|---|"]
     for n, s in r["per_input"].items():
