@@ -505,8 +505,11 @@ def _fmt_paired(p: dict[str, Any] | None, short: bool = False) -> str:
             return f"{d['mean']:+.1f}{spread} [no item counts]"
         boot_seeds = "" if ci["seeds"] == p["seeds"] else f" (seeds {','.join(map(str, ci['seeds']))})"
         return f"{d['mean']:+.1f}{spread} [{ci['lo']:+.1f}, {ci['hi']:+.1f}]{boot_seeds}"
-    if short:
-        return f"{d['mean']:+.1f} seeds {_interval(p['seed_ci95'])}"
+    if short:  # the README table: the verdict rests on the seed-level interval alone
+        ci = p["seed_ci95"]
+        verdict = "" if not ci else (": helps" if ci["lo"] > 0 else ": hurts" if ci["hi"] < 0
+                                     else ": no effect detected")
+        return f"{d['mean']:+.1f} seeds {_interval(ci)}{verdict}"
     items = _interval(ci) if ci else "[no item counts]"
     return (f"{d['mean']:+.1f}{spread}; seeds (t) {_interval(p['seed_ci95'])}; seeds×items "
             f"{_interval(p.get('two_level'))}; items {items}")
