@@ -279,11 +279,20 @@ def run_setting(checkpoint: Path, serve_args: list[str], bodies: Path, args: arg
         server.wait()
         out["ready_s"] = round(time.perf_counter() - t0, 1)
         out["model"] = httpx.get(f"{server.url}/v1/model", timeout=30).json().get("model", {})
-        out["warmup"] = run_wrk(server.url, bodies, args.warmup, args.concurrency, args.wrk_threads)
+        # Warm-up until at least 4 x concurrency requests have been answered (the lazy loads are done and the
+        # largest batches have run), in rounds of --warmup seconds, at most 5 rounds.
+        rounds = []
+        while len(rounds) < 5 and sum(r["requests"] for r in rounds) < 4 * args.concurrency:
+            rounds.append(run_wrk(server.url, bodies, args.warmup, args.concurrency, args.wrk_threads))
+        out["warmup"] = {**rounds[-1], "rounds": len(rounds), "requests": sum(r["requests"] for r in rounds),
+                         "errors": sum(r["errors"] for r in rounds)}
         out["rss_mib_after_warmup"] = round(server.rss_mib(), 1)
-        print(f"    warm-up {args.warmup:.0f} s: {out['warmup']['requests_per_s']} req/s; RSS "
+        print(f"    warm-up {len(rounds)} x {args.warmup:.0f} s: {out['warmup']['requests']} requests; RSS "
               f"{out['rss_mib_after_warmup']} MiB; measuring {args.duration:.0f} s ...", flush=True)
         out["load"] = run_wrk(server.url, bodies, args.duration, args.concurrency, args.wrk_threads)
+        if out["load"]["requests"] < 2 * args.concurrency:  # too few answers for a latency percentile
+            raise RuntimeError(f"only {out['load']['requests']} requests answered in {args.duration:.0f} s: "
+                               "the machine is too busy or the run too short to measure this setting")
         out["rss_mib_after_load"] = round(server.rss_mib(), 1)
         if soak_s > 0:
             samples: list[tuple[float, float]] = []
@@ -400,7 +409,8 @@ def main() -> None:
     ap.add_argument("--p95-ms", type=float, default=400)
     ap.add_argument("--max-f1-loss", type=float, default=1.0, help="largest test F1 loss a lever may cost")
     ap.add_argument("--f1-check", type=Path, default=REPO / "results" / "serving" / "fast_path_check.json")
-    ap.add_argument("--record", action="store_true", help="write the headline into results/benchmarks/speed.json")
+    ap.add_argument("--record", action="store_true", help="write the headline into --speed-json")
+    ap.add_argument("--speed-json", type=Path, default=REPO / "results" / "benchmarks" / "speed.json")
     ap.add_argument("--out", type=Path, default=REPO / "results" / "serving" / "bench.json")
     args = ap.parse_args()
 
@@ -519,6 +529,10 @@ def main() -> None:
             "soak_requests_per_s": soak["requests_per_s"] if soak else None,
             "soak_p95_ms": soak["latency_ms"]["p95"] if soak else None,
             "rss_mib": {k: v for k, v in soak["rss_mib"].items() if k != "samples"} if soak else None,
+            "targets": {"requests_per_s": 60, "p95_ms": args.p95_ms, "errors": 0, "rss_growth_pct": 10},
+            "meets_targets": {"requests_per_s": load["requests_per_s"] >= 60,
+                              "p95_ms": load["latency_ms"]["p95"] <= args.p95_ms, "errors": errors == 0,
+                              "rss_growth_pct": s["rss_growth_pct"] <= 10 if soak else None},
             "serve_args": shlex.join(serve_args), "lever": best, "model_setting": ms,
             "test_jmasa_f1": s["test_jmasa_f1"], "test_f1_change_vs_reference": s["f1_change"],
             "levers": {k: ({"same_as": r["same_as"]} if "same_as" in r else
@@ -529,8 +543,8 @@ def main() -> None:
                        for k, r in result.get("levers", {}).items()},
             "checkpoint": str(args.checkpoint), "commit": result["commit"], "machine": result["machine"],
             "settings": result["settings"], "details": str(args.out.relative_to(REPO) if args.out.is_relative_to(REPO)
-                                                           else args.out)})
-        print("recorded the service figures in results/benchmarks/speed.json")
+                                                           else args.out)}, path=args.speed_json)
+        print(f"recorded the service figures in {args.speed_json}")
 
 
 def print_levers(rows: dict[str, dict]) -> None:
