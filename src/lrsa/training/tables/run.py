@@ -1,0 +1,125 @@
+"""Running a table (``lrsa reproduce``): every (dataset, row, seed) run of the plan trains into its own
+directory under ``<runs>/<profile>/`` and is complete when its ``result.json`` exists; an interrupted run
+resumes from its last finished epoch. A finished run leaves a record in ``<results>/<dataset>/runs/``
+(``lrsa.training.records``), and a run with a record is not trained again. Several workers (processes) can
+run the same plan at once: each run is claimed with a file lock, so they share the runs out. After the runs,
+the reports are rebuilt (``lrsa.training.tables.report``).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from filelock import FileLock, Timeout
+
+from lrsa.training.records import read_record, record_path, write_record
+from lrsa.training.tables.plan import PROFILES, Profile, RunSpec, plan, run_config, run_dir
+from lrsa.training.tables.report import insert_summary, summary_markdown, write_report
+
+
+def ensure_published_bundles(specs: list[RunSpec], data_dir: str | Path | None, log: Callable[[str], None]) -> None:
+    """Build missing bundles of published sources (derived from the pinned data files; never committed), the
+    runs' own and those a composed bundle takes its L_i from (``image_from``, e.g. ``qwen0.5b-arkmsa``).
+    A rebuild is checked against the committed manifest's sha256 when the bundle is loaded."""
+    from lrsa.rationales.bundle import bundle_path, read_manifest
+    from lrsa.rationales.published import SOURCES, import_published
+
+    needed = []
+    for s in specs:
+        if s.rationales:
+            entry = read_manifest(s.dataset).get("sources", {}).get(s.rationales) or {}
+            needed += [(s.dataset, s.rationales), (s.dataset, entry.get("provenance", {}).get("image_from"))]
+    for d, src in dict.fromkeys((d, src) for d, src in needed if src in SOURCES):
+        if not bundle_path(d, src).is_file():
+            path, cov = import_published(d, src, data_dir)
+            log(f"built rationale bundle {path} from the data directory ({cov})")
+
+
+def reproduce(profile_name: str, runs: str | Path = "runs/reproduce", results: str | Path | None = None,
+              datasets: list[str] | None = None, hosts: list[str] | None = None,
+              variants: list[str] | None = None, seeds: int | None = None, max_runs: int | None = None,
+              data_dir: str | Path | None = None, cache_dir: str | Path | None = None,
+              threads: int | None = None, overrides: dict[str, Any] | None = None,
+              tasks: list[str] | None = None, rationales: list[str] | None = None,
+              redo_legacy: bool = False, log: Callable[[str], None] = print) -> dict[str, Path]:
+    """Run (or resume) the profile's runs, then write one report per dataset. Returns report paths.
+    ``redo_legacy``: retrain the runs whose records are legacy (no per-item counts)."""
+    from lrsa.training.loop import train
+
+    profile = PROFILES[profile_name]
+    runs = Path(runs)
+    results = Path(results) if results else (Path(profile.results) if profile.results else runs / profile.name)
+    cache_dir = Path(cache_dir) if cache_dir else runs / "cache"
+    specs = plan(profile, datasets, hosts, variants, seeds, tasks, rationales)
+    ensure_published_bundles(specs, data_dir, log)
+    sync_records(profile, runs, results, data_dir, log)
+
+    def finished(spec: RunSpec, out: Path) -> bool:
+        if (out / "result.json").exists():
+            return True
+        rec = read_record(results, spec.key)
+        return rec is not None and not (redo_legacy and rec["origin"] == "legacy")
+
+    done = 0
+    failed: list[str] = []
+    t0 = time.perf_counter()
+    for spec in specs:
+        out = run_dir(runs, profile, spec)
+        if finished(spec, out):
+            continue
+        if max_runs is not None and done >= max_runs:
+            break
+        # several workers may share one plan (e.g. one per core): each run is claimed by a lock that the
+        # OS releases if its worker dies, so a run is trained once and a crashed one is taken up again
+        out.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(out / ".worker.lock")
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            log(f"[{time.perf_counter() - t0:6.0f}s] {spec.key}: being trained by another worker; skipped")
+            continue
+        try:
+            if finished(spec, out):  # finished by another worker meanwhile
+                continue
+            log(f"[{time.perf_counter() - t0:6.0f}s] run {spec.key}")
+            train(run_config(profile, spec, overrides, threads), out, data_dir=data_dir, cache_dir=cache_dir,
+                  log=lambda m: log(f"  {m}"))
+        except (FileNotFoundError, ValueError, KeyError, RuntimeError) as err:
+            # one failed run (e.g. a missing rationale bundle) must not stop the table; it stays missing
+            log(f"  FAILED {spec.key}: {type(err).__name__}: {err}")
+            failed.append(spec.key)
+            continue
+        finally:
+            lock.release()
+        done += 1
+        write_record(results, spec.key, out, data_dir)
+        write_report(profile, results, spec.dataset, data_dir, overrides)
+    sync_records(profile, runs, results, data_dir, log)  # runs other workers finished meanwhile
+    paths = {}
+    for d in dict.fromkeys(s.dataset for s in specs):
+        paths[d] = write_report(profile, results, d, data_dir, overrides)
+    from lrsa.io import atomic_write_text
+
+    table = summary_markdown(results)
+    atomic_write_text(results / "summary.md", table)
+    if profile.name == "full" and results.resolve() == (Path.cwd() / "results").resolve():
+        insert_summary(Path("README.md"), table)
+    if failed:
+        log(f"{len(failed)} run(s) failed: {', '.join(failed)}")
+    log(f"{done} run(s) trained in {time.perf_counter() - t0:.0f}s; reports: "
+        + ", ".join(str(p) for p in paths.values()))
+    return paths
+
+
+def sync_records(profile: Profile, runs: Path, results: Path, data_dir: str | Path | None,
+                 log: Callable[[str], None]) -> None:
+    """Write the record of every finished run directory of the profile that has none (or a legacy one)."""
+    for spec in plan(profile):
+        out = run_dir(runs, profile, spec)
+        if (out / "result.json").exists():
+            rec = read_record(results, spec.key)
+            if rec is None or rec["origin"] == "legacy":
+                log(f"recorded {record_path(results, spec.key)}")
+                write_record(results, spec.key, out, data_dir)
