@@ -114,6 +114,14 @@ def test_save_load_gives_identical_predictions(tmp_path):
     lines = [json.loads(x) for x in (tmp_path / "run" / "predictions_test.jsonl").read_text().splitlines()]
     assert {r["id"]: [(a["start"], a["end"], a["polarity"]) for a in r["aspects"]] for r in lines} == \
            {k: [(s, e, p) for s, e, p, _ in v] for k, v in ev["predictions"].items()}
+    # ... with the same confidences and scores: the run scores its dev-best checkpoint (training-level pieces,
+    # not the public class) exactly as the loaded model does
+    assert [[a["confidence"] for a in r["aspects"]] for r in lines] == \
+           [[round(c, 4) for *_, c in ev["predictions"][r["id"]]] for r in lines]
+    result = json.loads((tmp_path / "run" / "result.json").read_text())
+    timing = ("predict_seconds", "examples_per_s")
+    assert {k: v for k, v in ev["scores"].items() if k not in timing} == \
+           {k: v for k, v in result["test"].items() if k not in timing}
     # the evaluate command writes the same predictions and scores
     from typer.testing import CliRunner
 

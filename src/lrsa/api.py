@@ -29,8 +29,6 @@ split lives in ``lrsa.training.evaluate``.
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 from typing import Any, Callable
 
@@ -133,14 +131,9 @@ class LRSA:
 
     def record_scores(self, path: str | Path, dev: dict | None, test: dict | None) -> None:
         """Add final dev/test scores to a checkpoint's config.json (atomic rewrite)."""
-        cfg = Path(path) / "config.json"
-        meta = json.loads(cfg.read_text())
-        meta["training"]["dev"] = dev
-        meta["training"]["test"] = test
-        tmp = cfg.with_name(".config.json.part")
-        tmp.write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
-        os.replace(tmp, cfg)
-        self.meta = meta
+        from lrsa.model.lrsa import record_scores
+
+        self.meta = record_scores(path, dev, test)
 
     def info(self) -> dict[str, Any]:
         m, t = self.run.model, self.meta.get("training", {})

@@ -277,6 +277,34 @@ def read_meta(path: str | Path) -> dict[str, Any]:
     return meta
 
 
+def record_scores(path: str | Path, dev: dict | None, test: dict | None) -> dict[str, Any]:
+    """Add final dev/test scores to a checkpoint's config.json (atomic rewrite); returns the new config."""
+    cfg = Path(path) / "config.json"
+    meta = json.loads(cfg.read_text())
+    meta["training"]["dev"] = dev
+    meta["training"]["test"] = test
+    tmp = cfg.with_name(".config.json.part")
+    tmp.write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, cfg)
+    return meta
+
+
+def load_side_encoder(spec: dict[str, Any] | None, cache_dir: str | Path | None = None,
+                      precision: str = "fp32") -> Any:
+    """The frozen side encoder of a checkpoint's ``side_encoder`` record (backbone, max_tokens, fingerprint),
+    its weights checked against the fingerprint it was trained with; None for a model without one."""
+    from lrsa.features.side_cache import FrozenTextEncoder, weights_fingerprint
+
+    if not spec:
+        return None
+    enc = FrozenTextEncoder(spec["backbone"], spec["max_tokens"], cache_dir=cache_dir, precision=precision)
+    got = weights_fingerprint(enc.path)
+    if got != spec["fingerprint"]:
+        raise RuntimeError(f"side encoder {spec['backbone']!r} at {enc.path} has weights {got[:12]}..., "
+                           f"but this model was trained with {spec['fingerprint'][:12]}...")
+    return enc
+
+
 def load_checkpoint(path: str | Path) -> tuple[LRSANet, Any, dict[str, Any]]:
     from safetensors.torch import load_model
 

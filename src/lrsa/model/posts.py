@@ -171,18 +171,9 @@ class PostPredictor:
     def side_encoder(self):
         """The frozen side encoder the model was trained with (its weights checked), or None."""
         if self._side_encoder is None:
-            from lrsa.features.side_cache import FrozenTextEncoder, weights_fingerprint
+            from lrsa.model.lrsa import load_side_encoder
 
-            se = self.side_encoder_spec
-            if not se:
-                return None
-            enc = FrozenTextEncoder(se["backbone"], se["max_tokens"], cache_dir=self.cache_dir,
-                                    precision=self.precision)
-            got = weights_fingerprint(enc.path)
-            if got != se["fingerprint"]:
-                raise RuntimeError(f"side encoder {se['backbone']!r} at {enc.path} has weights {got[:12]}..., "
-                                   f"but this model was trained with {se['fingerprint'][:12]}...")
-            self._side_encoder = enc
+            self._side_encoder = load_side_encoder(self.side_encoder_spec, self.cache_dir, self.precision)
         return self._side_encoder
 
     def side_tables(self, texts: dict[str, list[str]]) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:

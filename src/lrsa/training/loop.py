@@ -28,7 +28,7 @@ import torch
 
 from lrsa.config import RunConfig
 from lrsa.io import atomic_write_text
-from lrsa.training.evaluate import SELECTION, batches, predict_split, score_split, write_predictions
+from lrsa.training.evaluate import SELECTION, batches, evaluate_split, predict_split, score_split, write_predictions
 
 Log = Callable[[str], None]
 
@@ -334,10 +334,25 @@ def _comparable(run: RunConfig) -> RunConfig:
 
 
 def finish(run: RunConfig, out: Path, data_dir, cache_dir, history, best_epoch, stopped, log: Log) -> dict:
-    """Score the dev-best checkpoint on test once; write scores.json and result.json."""
-    from lrsa.api import LRSA
+    """Score the dev-best checkpoint on test once; write scores.json and result.json. The checkpoint is
+    loaded and scored as ``LRSA.from_pretrained(out / "best").evaluate_split`` would (its own run config and
+    precision, its side encoder checked and built once), with the training-level pieces."""
+    from lrsa.model.lrsa import load_checkpoint, load_side_encoder, record_scores
 
-    model = LRSA.from_pretrained(out / "best", cache_dir=cache_dir)
+    net, tokenizer, meta = load_checkpoint(out / "best")
+    best = RunConfig.model_validate(meta["run"])
+    net.eval().set_precision(best.train.precision)
+    side: dict[str, Any] = {}
+
+    def side_encoder():
+        if side.get("encoder") is None:
+            side["encoder"] = load_side_encoder(meta.get("side_encoder"), cache_dir, best.train.precision)
+        return side["encoder"]
+
+    def evaluate(split: str, limit: int | None, without_image: bool = False) -> dict[str, Any]:
+        return evaluate_split(net, tokenizer, best, side_encoder, run.train.dataset, split, data_dir=data_dir,
+                              limit=limit, without_image=without_image, cache_dir=cache_dir)
+
     from lrsa.io import git_commit
 
     from lrsa.env import machine
@@ -351,7 +366,7 @@ def finish(run: RunConfig, out: Path, data_dir, cache_dir, history, best_epoch, 
         if split == "test" and not run.train.eval_test:
             continue
         t0 = time.perf_counter()
-        ev = model.evaluate_split(run.train.dataset, split, data_dir=data_dir, limit=lim)
+        ev = evaluate(split, lim)
         write_predictions(ev["predictions"], out / f"predictions_{split}.jsonl")
         result[split] = ev["scores"]
         result[f"{split}_seconds"] = round(time.perf_counter() - t0, 1)
@@ -361,12 +376,11 @@ def finish(run: RunConfig, out: Path, data_dir, cache_dir, history, best_epoch, 
                             f"MASC acc {sc['masc']['acc']:.2f} macro-F1 {sc['masc']['macro_f1']:.2f}"))
     if run.train.eval_test and (run.model.image_side != "none" or run.model.uses_rationales):
         # the same checkpoint on test posts stripped of their image (V and L_i empty): text-only use
-        ev = model.evaluate_split(run.train.dataset, "test", data_dir=data_dir, limit=run.train.test_limit,
-                                  without_image=True)
+        ev = evaluate("test", run.train.test_limit, without_image=True)
         result["test_without_image"] = ev["scores"]
         log(f"test without images: " + (f"JMASA F1 {ev['scores']['jmasa']['f1']:.2f}" if run.model.task == "jmasa"
                                          else f"MASC acc {ev['scores']['masc']['acc']:.2f}"))
-    model.record_scores(out / "best", dev=result.get("dev"), test=result.get("test"))
+    record_scores(out / "best", dev=result.get("dev"), test=result.get("test"))
     write_json(out / "scores.json", {k: result.get(k) for k in ("dev", "test")})
     write_curves(history, out)
     write_json(out / "result.json", result)
