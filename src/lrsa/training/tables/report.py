@@ -188,9 +188,11 @@ def _fmt_paired(p: dict[str, Any] | None, short: bool = False) -> str:
         verdict = "" if not ci else (": helps" if ci["lo"] > 0 else ": hurts" if ci["hi"] < 0
                                      else ": no effect detected")
         return f"{d['mean']:+.1f} seeds {_interval(ci)}{verdict}"
-    items = _interval(ci) if ci else "[no item counts]"
+    # a legacy run (recorded before per-item counts) is in the seed-paired differences but in no bootstrap
+    subset = "" if not ci or ci["seeds"] == p["seeds"] else f" (seeds {','.join(map(str, ci['seeds']))})"
+    items = _interval(ci) + subset if ci else "[no item counts]"
     return (f"{d['mean']:+.1f}{spread}; seeds (t) {_interval(p['seed_ci95'])}; seeds×items "
-            f"{_interval(p.get('two_level'))}; items {items}")
+            f"{_interval(p.get('two_level'))}{subset if p.get('two_level') else ''}; items {items}")
 
 
 def _status(r: dict[str, Any]) -> str:
