@@ -5,7 +5,7 @@
 #   bash scripts/table.sh --report   # rebuild the reports, results/summary.md and the README table (no training)
 #
 # Every run of the table must come from the snapshot commit that the profile names (`snapshot` of
-# PROFILES["full"] in src/lrsa/training/reproduce.py; docs/training.md), never from the code of main: the
+# PROFILES["full"] in src/lrsa/training/tables/plan.py; docs/training.md), never from the code of main: the
 # workers run in a detached git worktree of that commit (../lrsa-table-<commit>), importing its src/ ahead
 # of the checkout's, and write their records into this checkout's results/ (a record of another commit
 # enters no row). Resumable: a finished run (a record in results/) is never retrained, an interrupted one
