@@ -49,6 +49,23 @@ def _score(task: str, c: np.ndarray) -> np.ndarray:
     return 100 * np.where(p + r > 0, 2 * p * r / np.maximum(p + r, 1e-12), 0.0)
 
 
+def _resampled_diffs(task: str, variant_items: dict[int, tuple[str, np.ndarray]],
+                     baseline_items: dict[int, tuple[str, np.ndarray]], seeds: list[int], n: int,
+                     rng: np.random.Generator) -> tuple[int, np.ndarray]:
+    """(items, [n, seeds] differences): each seed's variant − baseline score on ``n`` resamples of the test
+    items (the same resamples for every seed), recomputed from the per-item counts."""
+    if len({h for s in seeds for h, _ in (variant_items[s], baseline_items[s])}) != 1:
+        raise ValueError(f"runs to compare were scored on different test items (seeds {seeds})")
+    v = [variant_items[s][1] for s in seeds]
+    b = [baseline_items[s][1] for s in seeds]
+    if task == "masc":  # accuracy = correct / items: carry the item count as a second column
+        v = [np.concatenate([x, np.ones_like(x)], axis=1) for x in v]
+        b = [np.concatenate([x, np.ones_like(x)], axis=1) for x in b]
+    items = v[0].shape[0]
+    w = rng.multinomial(items, np.full(items, 1.0 / items), size=n).astype(np.float64)  # [n, items]
+    return items, np.stack([_score(task, w @ x) - _score(task, w @ y) for x, y in zip(v, b)], axis=1)
+
+
 def paired(task: str, variant: dict[int, float], baseline: dict[int, float],
            variant_items: dict[int, tuple[str, np.ndarray]], baseline_items: dict[int, tuple[str, np.ndarray]],
            n: int = N_RESAMPLES) -> dict[str, Any]:
@@ -64,21 +81,8 @@ def paired(task: str, variant: dict[int, float], baseline: dict[int, float],
         return out
     out["two_level"] = two_level_bootstrap(task, {s: variant_items[s] for s in boot_seeds},
                                            {s: baseline_items[s] for s in boot_seeds}, n)
-    ids = {h for s in boot_seeds for h, _ in (variant_items[s], baseline_items[s])}
-    if len(ids) != 1:
-        raise ValueError(f"runs to compare were scored on different test items (seeds {boot_seeds})")
-    v = [variant_items[s][1] for s in boot_seeds]
-    b = [baseline_items[s][1] for s in boot_seeds]
-    if task == "masc":  # accuracy = correct / items: carry the item count as a second column
-        v = [np.concatenate([x, np.ones_like(x)], axis=1) for x in v]
-        b = [np.concatenate([x, np.ones_like(x)], axis=1) for x in b]
-    items = v[0].shape[0]
-    rng = np.random.default_rng(0)
-    w = rng.multinomial(items, np.full(items, 1.0 / items), size=n).astype(np.float64)  # [n, items]
-    boot = np.zeros(n)
-    for x, y in zip(v, b):
-        boot += _score(task, w @ x) - _score(task, w @ y)
-    boot /= len(v)
+    items, diff = _resampled_diffs(task, variant_items, baseline_items, boot_seeds, n, np.random.default_rng(0))
+    boot = diff.mean(axis=1)  # the mean difference over the seeds, per resample
     lo, hi = np.percentile(boot, [2.5, 97.5])
     out["bootstrap"] = {"seeds": boot_seeds, "mean": round(float(boot.mean()), 2), "lo": round(float(lo), 2),
                         "hi": round(float(hi), 2), "resamples": n, "items": items, "above_zero": bool(lo > 0)}
@@ -109,17 +113,9 @@ def two_level_bootstrap(task: str, variant_items: dict[int, tuple[str, np.ndarra
     seeds = sorted(set(variant_items) & set(baseline_items))
     if len(seeds) < 2:
         return None
-    if len({h for s in seeds for h, _ in (variant_items[s], baseline_items[s])}) != 1:
-        raise ValueError(f"runs to compare were scored on different test items (seeds {seeds})")
-    v = [variant_items[s][1] for s in seeds]
-    b = [baseline_items[s][1] for s in seeds]
-    if task == "masc":
-        v = [np.concatenate([x, np.ones_like(x)], axis=1) for x in v]
-        b = [np.concatenate([x, np.ones_like(x)], axis=1) for x in b]
-    items, k = v[0].shape[0], len(seeds)
     rng = np.random.default_rng(0)
-    w = rng.multinomial(items, np.full(items, 1.0 / items), size=n).astype(np.float64)  # [n, items]
-    diff = np.stack([_score(task, w @ x) - _score(task, w @ y) for x, y in zip(v, b)], axis=1)  # [n, k]
+    items, diff = _resampled_diffs(task, variant_items, baseline_items, seeds, n, rng)
+    k = len(seeds)
     pick = rng.integers(0, k, size=(n, k))  # the seeds each resample draws
     boot = np.take_along_axis(diff, pick, axis=1).mean(axis=1)
     lo, hi = np.percentile(boot, [2.5, 97.5])
