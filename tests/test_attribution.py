@@ -288,7 +288,7 @@ def test_predict_explain_reproduces_predicting_without_each_input(checkpoint_dir
     assert checked >= 3
 
 
-def test_predict_command_explains_each_aspect(checkpoint_dir):  # noqa: F811
+def test_predict_command_explains_each_aspect(checkpoint_dir, tmp_path):  # noqa: F811
     import json
 
     from typer.testing import CliRunner
@@ -312,6 +312,14 @@ def test_predict_command_explains_each_aspect(checkpoint_dir):  # noqa: F811
     assert r.output.count("leaned on (") == len(pred["aspects"]) and "without text " in r.output
     plain = runner.invoke(app, [*args, "--json"])
     assert [a["attribution"] for a in json.loads(plain.stdout)["aspects"]] == [None] * len(pred["aspects"])
-    r = runner.invoke(app, ["predict", "--checkpoint", str(checkpoint_dir), "--input", "posts.jsonl", "--out",
-                            "out.jsonl", "--explain"])
-    assert r.exit_code == 2 and "--explain works with --text" in r.output
+    # a JSONL file of posts: every aspect of --out carries the attribution the one-post command gives
+    src, dest = tmp_path / "posts.jsonl", tmp_path / "out.jsonl"
+    src.write_text(json.dumps({"id": "p1", "text": post["text"], "image_text": post["image_text"]}) + "\n")
+    r = runner.invoke(app, ["predict", "--checkpoint", str(checkpoint_dir), "--input", str(src), "--out", str(dest),
+                            "--rationale-backend", "lexicon", "--explain", "--json"])
+    assert r.exit_code == 0, r.output
+    (row,) = [json.loads(line) for line in dest.read_text().splitlines()]
+    assert [(a["start"], a["end"], a["polarity"]) for a in row["aspects"]] == \
+        [(a["start"], a["end"], a["polarity"]) for a in pred["aspects"]]
+    for a, b in zip(row["aspects"], pred["aspects"]):
+        assert a["attribution"]["shares"] == pytest.approx(b["attribution"]["shares"], abs=1e-4)

@@ -129,9 +129,10 @@ def predict_cmd(
     aspect: List[str] = typer.Option([], "--aspect", help="A given aspect (repeatable; MASC checkpoints, "
                                      "host: aspect): its words as they occur in the text."),
     no_rationales: bool = typer.Option(False, "--no-rationales", help="Predict without rationales."),
-    explain: bool = typer.Option(False, "--explain", help="With --text: what each aspect leaned on (tweet words, "
-                                 "image side, L_t, L_i) and the rationale words that mattered; slower: the post "
-                                 "is scored again once per input."),
+    explain: bool = typer.Option(False, "--explain", help="What each aspect leaned on (tweet words, image side, "
+                                 "L_t, L_i) and the rationale words that mattered (with --input: an "
+                                 "`attribution` per aspect in --out); slower: each post is scored again once "
+                                 "per input."),
     backend: Optional[str] = typer.Option(
         None, "--rationale-backend", "--rationales",
         help="A substitute rationale writer for both parts: lexicon (instant), local (Qwen2.5-Coder-0.5B via "
@@ -151,9 +152,6 @@ def predict_cmd(
     if input_file is not None and out is None:
         typer.echo("error: --input needs --out (the predictions JSONL)", err=True)
         raise typer.Exit(2)
-    if explain and input_file is not None:
-        typer.echo("error: --explain works with --text (one post)", err=True)
-        raise typer.Exit(2)
     with user_errors():
         model = LRSA.from_pretrained(checkpoint, rationale_backend=backend, precision=precision)
         if input_file is not None:
@@ -162,7 +160,7 @@ def predict_cmd(
             summary = predict_file(model, input_file, out, batch_size=batch_size, lenient=lenient,
                                    use_rationales=not no_rationales, progress=not as_json,
                                    log=lambda m: typer.echo(m, err=True), workers=workers,
-                                   worker_threads=worker_threads)
+                                   worker_threads=worker_threads, explain=explain)
             if as_json:
                 print_json(summary)
             if summary["errors"]:
@@ -215,6 +213,9 @@ def reproduce_cmd(
     threads: Optional[int] = typer.Option(None, "--threads", help="torch threads per run."),
     redo_legacy: bool = typer.Option(False, "--redo-legacy", help="Retrain runs whose records are legacy "
                                      "(kept from a report, without per-item counts)."),
+    encode_only: bool = typer.Option(False, "--encode-only", help="Only compute the runs' frozen side-text "
+                                     "states (train, dev, test) into the cache, training nothing: run it beside "
+                                     "other rows' training so that the rationale rows find them (scripts/main.sh)."),
     data_dir: Optional[Path] = DataDirOption,
     cache_dir: Optional[Path] = CacheOption,
 ) -> None:
@@ -231,7 +232,7 @@ def reproduce_cmd(
         paths = reproduce(profile, runs=runs, results=results, datasets=split(datasets), hosts=split(hosts),
                           variants=split(variants), tasks=split(tasks), rationales=split(rationales), seeds=seeds,
                           max_runs=max_runs, data_dir=data_dir, cache_dir=cache_dir, threads=threads,
-                          redo_legacy=redo_legacy, log=typer.echo)
+                          redo_legacy=redo_legacy, encode_only=encode_only, log=typer.echo)
     for p in paths.values():
         typer.echo(p.read_text())
 

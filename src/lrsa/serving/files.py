@@ -67,10 +67,10 @@ def _read_post(line: str, n: int, src: Path) -> dict[str, Any]:
 
 
 def _predict_rows(model: Any, batch: list[tuple[int, dict[str, Any]]], use_rationales: bool,
-                  lenient: bool) -> tuple[list[str], str | None, int]:
+                  lenient: bool, explain: bool = False) -> tuple[list[str], str | None, int]:
     """Output lines of one batch, and (not lenient) the error that stops the run, and the errors counted."""
     try:
-        preds = model.predict_batch([p for _, p in batch], use_rationales=use_rationales)
+        preds = model.predict_batch([p for _, p in batch], use_rationales=use_rationales, explain=explain)
         return [json.dumps(p.model_dump(), ensure_ascii=False) + "\n" for p in preds], None, 0
     except (ValueError, OSError) as err:
         if not lenient:
@@ -78,7 +78,7 @@ def _predict_rows(model: Any, batch: list[tuple[int, dict[str, Any]]], use_ratio
     rows, errors = [], 0
     for n, post in batch:  # find the bad post(s); their neighbours are still predicted
         try:
-            p = model.predict_batch([post], use_rationales=use_rationales)[0]
+            p = model.predict_batch([post], use_rationales=use_rationales, explain=explain)[0]
             rows.append(json.dumps(p.model_dump(), ensure_ascii=False) + "\n")
         except (ValueError, OSError) as e:
             rows.append(json.dumps({"id": post["id"], "line": n, "error": str(e)}) + "\n")
@@ -112,8 +112,9 @@ def predict_partition(checkpoint: str, posts: list[dict[str, Any]], batch_size: 
     return [p.model_dump(mode="json") for p in preds]
 
 
-def _worker_rows(settings: tuple, batch: list[tuple[int, dict[str, Any]]], use_rationales: bool, lenient: bool):
-    return _predict_rows(_model(*settings), batch, use_rationales, lenient)
+def _worker_rows(settings: tuple, batch: list[tuple[int, dict[str, Any]]], use_rationales: bool, lenient: bool,
+                 explain: bool = False):
+    return _predict_rows(_model(*settings), batch, use_rationales, lenient, explain)
 
 
 def _pool(workers: int):
@@ -135,9 +136,10 @@ def _worker_settings(model: Any, threads: int) -> tuple:
 def predict_file(model: Any, src: str | Path, dest: str | Path, batch_size: int = 64, lenient: bool = False,
                  use_rationales: bool = True, progress: bool = True,
                  log: Callable[[str], None] | None = None, workers: int = 1,
-                 worker_threads: int = 1) -> dict[str, Any]:
+                 worker_threads: int = 1, explain: bool = False) -> dict[str, Any]:
     """Predict every post of ``src`` into ``dest`` (see the module doc); returns a summary
-    ``{"posts", "already_done", "errors", "seconds", "posts_per_s", "workers"}``."""
+    ``{"posts", "already_done", "errors", "seconds", "posts_per_s", "workers"}``. ``explain``: every aspect
+    also carries its ``attribution`` (``LRSA.predict_batch(explain=True)``; several forward passes per post)."""
     from collections import deque
 
     src, dest = Path(src), Path(dest)
@@ -193,10 +195,11 @@ def predict_file(model: Any, src: str | Path, dest: str | Path, batch_size: int 
                 return
             first, last = batch[0][0], batch[-1][0]
             if pool is None:
-                land(first, last, len(batch), _predict_rows(model, batch, use_rationales, lenient))
+                land(first, last, len(batch), _predict_rows(model, batch, use_rationales, lenient, explain))
             else:
                 in_flight.append((first, last, len(batch),
-                                  pool.submit(_worker_rows, settings, list(batch), use_rationales, lenient)))
+                                  pool.submit(_worker_rows, settings, list(batch), use_rationales, lenient,
+                                              explain)))
                 drain(2 * workers)
             batch.clear()
 
