@@ -243,6 +243,26 @@ def test_legacy_records_count_in_means_but_not_in_the_bootstrap_and_can_be_redon
     assert read_record(results, rp.RunSpec("twitter2015", "span", "text", 1).key)["origin"] == "run"
 
 
+def test_encode_only_fills_the_cache_that_the_rationale_row_then_reads(tmp_path, monkeypatch):
+    """scripts/main.sh: ``--encode-only`` beside the text row writes the lrsa row's side states (train, dev,
+    test) and trains nothing; the row's training and test scoring then encode no side text again."""
+    from lrsa.training import reproduce as rp
+
+    tiny = _tiny_profile(rp)
+    monkeypatch.setitem(rp.PROFILES, "tiny", tiny)
+    logs: list[str] = []
+    assert rp.reproduce("tiny", runs=tmp_path / "runs", variants=["lrsa"], encode_only=True, log=logs.append) == {}
+    assert not (tmp_path / "runs" / "tiny").exists()  # no run directory, no report
+    cached = sorted((tmp_path / "runs" / "cache" / "side").glob("*.safetensors"))
+    assert len(cached) == 9  # 3 splits x (captions, L_t, L_i)
+    assert any("side states of twitter2015/span/lrsa" in m and " 0 cached" in m for m in logs), logs
+    logs.clear()
+    rp.reproduce("tiny", runs=tmp_path / "runs", variants=["lrsa"], log=logs.append)
+    ready = next(m for m in logs if "data ready" in m)
+    assert "'encoded': 0," in ready, ready  # training read every side state from the cache
+    assert sorted((tmp_path / "runs" / "cache" / "side").glob("*.safetensors")) == cached  # test scoring too
+
+
 def test_reproduce_workers_skip_a_run_another_worker_holds(tmp_path, monkeypatch):
     from filelock import FileLock
 

@@ -37,15 +37,46 @@ def ensure_published_bundles(specs: list[RunSpec], data_dir: str | Path | None, 
             log(f"built rationale bundle {path} from the data directory ({cov})")
 
 
+def encode_side_states(profile: Profile, specs: list[RunSpec], cache_dir: Path, data_dir: str | Path | None,
+                       threads: int | None, overrides: dict[str, Any] | None, log: Callable[[str], None]) -> None:
+    """Write the frozen side-text states of every planned run's train, dev and test splits into ``cache_dir``
+    (the states its training and its test scoring read), training nothing: a process that runs beside the
+    training of other rows (scripts/main.sh: beside the text row) so that the lrsa row finds them encoded."""
+    from lrsa.features.side_cache import FrozenTextEncoder
+    from lrsa.features.text import load_tokenizer, resolve_backbone
+    from lrsa.training.data import load_rationales, load_split
+    from lrsa.training.loop import set_threads
+
+    t0 = time.perf_counter()
+    for spec in specs:
+        run = run_config(profile, spec, overrides, threads)
+        m = run.model
+        if m.side_encoder != "frozen" or not (m.uses_rationales or m.image_side == "captions"):
+            continue
+        set_threads(run.train.threads)
+        enc = FrozenTextEncoder(m.side_backbone or m.backbone, m.side_max_tokens, cache_dir=cache_dir,
+                                precision=run.train.precision)
+        tok = load_tokenizer(resolve_backbone(m.backbone))
+        rationales = load_rationales(run)
+        limits = {"train": run.train.train_limit, "dev": run.train.dev_limit, "test": run.train.test_limit}
+        for split, limit in limits.items():
+            if split != "test" or run.train.eval_test:
+                load_split(run, split, tok, enc, data_dir, rationales, limit, cache_dir)
+        log(f"[{time.perf_counter() - t0:6.0f}s] side states of {spec.key}: {enc.stats['encoded']} encoded, "
+            f"{enc.stats['cache_hits']} cached")
+
+
 def reproduce(profile_name: str, runs: str | Path = "runs/reproduce", results: str | Path | None = None,
               datasets: list[str] | None = None, hosts: list[str] | None = None,
               variants: list[str] | None = None, seeds: int | None = None, max_runs: int | None = None,
               data_dir: str | Path | None = None, cache_dir: str | Path | None = None,
               threads: int | None = None, overrides: dict[str, Any] | None = None,
               tasks: list[str] | None = None, rationales: list[str] | None = None,
-              redo_legacy: bool = False, log: Callable[[str], None] = print) -> dict[str, Path]:
+              redo_legacy: bool = False, encode_only: bool = False,
+              log: Callable[[str], None] = print) -> dict[str, Path]:
     """Run (or resume) the profile's runs, then write one report per dataset. Returns report paths.
-    ``redo_legacy``: retrain the runs whose records are legacy (no per-item counts)."""
+    ``redo_legacy``: retrain the runs whose records are legacy (no per-item counts). ``encode_only``: only
+    write the runs' frozen side-text states into the cache (``encode_side_states``); no run, no report."""
     from lrsa.training.loop import train
 
     profile = PROFILES[profile_name]
@@ -54,6 +85,9 @@ def reproduce(profile_name: str, runs: str | Path = "runs/reproduce", results: s
     cache_dir = Path(cache_dir) if cache_dir else runs / "cache"
     specs = plan(profile, datasets, hosts, variants, seeds, tasks, rationales)
     ensure_published_bundles(specs, data_dir, log)
+    if encode_only:
+        encode_side_states(profile, specs, cache_dir, data_dir, threads, overrides, log)
+        return {}
     sync_records(profile, runs, results, data_dir, log)
 
     def finished(spec: RunSpec, out: Path) -> bool:
