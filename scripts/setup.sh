@@ -17,10 +17,8 @@ fi
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 # torch first: 2.13.0 is a local CPU wheel on our machines; any other request pulls a CUDA build.
-# --no-compile: Python compiles a module when it is first imported, so pip need not compile every file of
-# every package (measured: 111 s -> 56 s for this step on a fresh 2-core machine).
-.venv/bin/pip install -q --no-compile torch==2.13.0
-.venv/bin/pip install -q --no-compile -c constraints.txt -e ".[$extras]"
+.venv/bin/pip install -q torch==2.13.0
+.venv/bin/pip install -q -c constraints.txt -e ".[$extras]"
 # Only what the main job needs. Weights that other commands use come with their own scripts, which those
 # commands' errors name: scripts/setup_llama.sh (the local LLM writer's llama.cpp runtime, for this CPU, and its
 # GGUF models: Qwen2.5-Coder-0.5B, SmolLM2-135M) and scripts/setup_mpnet.sh (the MPNet backbone);
