@@ -1,7 +1,7 @@
 """Scores as served: test JMASA F1 of a checkpoint with the inputs a user's post gets on this machine.
 
-For each checkpoint (default: the main job's span `text` and `lrsa` models) three readings of the Twitter-2015
-test split, all from the same weights:
+For each checkpoint (default: the main job's span `text` and `lrsa` models) three readings of the test split
+of the dataset it was trained on (Twitter-2015 or Twitter-2017), all from the same weights:
 - ``served``: ``LRSA.predict_batch`` on the posts as a user sends them (the text, the MDCA captions as
   ``image_text``) with the checkpoint's default rationale writers: a part whose training writer cannot run
   here (e.g. the published MiniGPT-4 descriptions) is left empty, never filled by another writer;
@@ -18,6 +18,7 @@ Writes ``served_scores`` into results/benchmarks/speed.json: per model ``served_
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -51,16 +52,18 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     ckpts = dict(c.split("=", 1) for c in args.checkpoint) or {
         "main_text": str(MAIN / "text" / "seed0"), "main_lrsa": str(MAIN / "lrsa-arkmsa" / "seed0")}
-    examples = load_dataset("twitter2015", "test")
-    posts = real_posts(len(examples))
-    bare = [{"id": p["id"], "text": p["text"]} for p in posts]
     out = {}
     for name, path in ckpts.items():
         model = LRSA.from_pretrained(path)
+        dataset = model.run.train.dataset
+        examples = load_dataset(dataset, "test")
+        posts = real_posts(len(examples), dataset)
+        bare = [{"id": p["id"], "text": p["text"]} for p in posts]
         served = model.predict_batch(posts, batch_size=args.batch)
         no_image = model.predict_batch(bare, batch_size=args.batch)
-        bundle = model.evaluate_split("twitter2015", "test")["scores"]
-        row = {"checkpoint": str(Path(path).relative_to(REPO)) if Path(path).is_relative_to(REPO) else path,
+        bundle = model.evaluate_split(dataset, "test")["scores"]
+        row = {"checkpoint": os.path.relpath(Path(path).resolve(), REPO),  # e.g. ../lrsa-table-<commit>/runs/...
+               "dataset": dataset,
                "served_test_jmasa_f1": score(examples, served_aspects(examples, served))["jmasa"]["f1"],
                "no_image_test_jmasa_f1": score(examples, served_aspects(examples, no_image))["jmasa"]["f1"],
                "bundle_test_jmasa_f1": bundle["jmasa"]["f1"]}
@@ -72,7 +75,7 @@ def main() -> None:
     if not args.no_record:
         section = read().get("served_scores", {}) | out
         section["_about"] = {"commit": git_commit(), "machine": machine(torch.get_num_threads()),
-                             "posts": "twitter2015 test (674), MDCA captions as image_text",
+                             "posts": "the test split of each model's dataset, MDCA captions as image_text",
                              "script": "benchmarks/served_scores.py"}
         record("served_scores", section)
 

@@ -76,12 +76,12 @@ LEVERS: dict[str, str] = {
 # --------------------------------------------------------------------------- inputs
 
 
-def real_posts(n: int) -> list[dict[str, str]]:
+def real_posts(n: int, dataset: str = "twitter2015") -> list[dict[str, str]]:
     from lrsa.data import load_dataset
     from lrsa.data.side import side_inputs
 
-    examples = load_dataset("twitter2015", "test")[:n]
-    captions = side_inputs("twitter2015")["mdca_captions"]
+    examples = load_dataset(dataset, "test")[:n]
+    captions = side_inputs(dataset)["mdca_captions"]
     return [{"id": ex.id, "text": ex.text, "image_text": "; ".join(t.strip() for t in captions[ex.image_id][:4])}
             for ex in examples]
 
