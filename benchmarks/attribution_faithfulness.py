@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import os
 import random
 import re
 import sys
@@ -276,10 +277,10 @@ def main() -> None:
         tsp = load_split(trun, args.split, ttok, None, None, None, args.limit)
         preds = {"lrsa": predict_split(net, sp, pad), "text": predict_split(tnet, tsp, ttok.pad_token_id or 0)}
         matter = where_rationales_matter(sp.examples, preds, rats)
-        matter["text_checkpoint"] = str(args.text_checkpoint)
+        matter["text_checkpoint"] = os.path.relpath(args.text_checkpoint.resolve(), REPO)
 
     result = {
-        "checkpoint": str(args.checkpoint), "dataset": dataset, "split": args.split,
+        "checkpoint": os.path.relpath(args.checkpoint.resolve(), REPO), "dataset": dataset, "split": args.split,
         "sentences": len(sp.examples), "aspects": len(records), "seconds": round(seconds, 1),
         "model": {"host": run.model.host, "fusion": run.model.fusion, "image_side": run.model.image_side,
                   "rationale_text": run.model.rationale_text, "fusion_gate": run.model.fusion_gate,

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from statistics import mean, stdev
@@ -134,7 +135,7 @@ def breakdown(dataset: str, runs: Path, variant: str, results: Path) -> dict:
                     "diff": round(mean(diffs), 2), "diff_std": round(stdev(diffs), 2) if len(diffs) > 1 else None,
                     "per_seed": [round(x, 2) for x in diffs], "seed_ci95": seed_t_interval(diffs)}
     jm = [f1s[k][0] - f1s[k][1] for k in seeds]
-    return {"variant": variant, "rationale_source": source, "seeds": seeds, "runs": str(base),
+    return {"variant": variant, "rationale_source": source, "seeds": seeds, "runs": os.path.relpath(base.resolve(), REPO),
             "jmasa_f1": {"lrsa": round(mean(v[0] for v in f1s.values()), 2),
                          "text": round(mean(v[1] for v in f1s.values()), 2), "diff": round(mean(jm), 2),
                          "per_seed": [round(x, 2) for x in jm], "seed_ci95": seed_t_interval(jm)},
