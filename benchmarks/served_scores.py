@@ -33,6 +33,8 @@ def main() -> None:
                     help="default: main_text and main_lrsa (the main job's models)")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--split", default="test", choices=("dev", "test"),
+                    help="dev: the served-style reading for choosing a served model's schedule (never recorded)")
     ap.add_argument("--no-record", action="store_true", help="print only; leave speed.json alone")
     args = ap.parse_args()
 
@@ -56,12 +58,12 @@ def main() -> None:
     for name, path in ckpts.items():
         model = LRSA.from_pretrained(path)
         dataset = model.run.train.dataset
-        examples = load_dataset(dataset, "test")
-        posts = real_posts(len(examples), dataset)
+        examples = load_dataset(dataset, args.split)
+        posts = real_posts(len(examples), dataset, args.split)
         bare = [{"id": p["id"], "text": p["text"]} for p in posts]
         served = model.predict_batch(posts, batch_size=args.batch)
         no_image = model.predict_batch(bare, batch_size=args.batch)
-        bundle = model.evaluate_split(dataset, "test")["scores"]
+        bundle = model.evaluate_split(dataset, args.split)["scores"]
         row = {"checkpoint": os.path.relpath(Path(path).resolve(), REPO),  # e.g. ../lrsa-table-<commit>/runs/...
                "dataset": dataset,
                "served_test_jmasa_f1": score(examples, served_aspects(examples, served))["jmasa"]["f1"],
@@ -72,7 +74,7 @@ def main() -> None:
         out[name] = row
         print(f"{name}: served {row['served_test_jmasa_f1']:.2f}, no image {row['no_image_test_jmasa_f1']:.2f}, "
               f"bundle {row['bundle_test_jmasa_f1']:.2f} ({path})")
-    if not args.no_record:
+    if not args.no_record and args.split == "test":
         section = read().get("served_scores", {}) | out
         section["_about"] = {"commit": git_commit(), "machine": machine(torch.get_num_threads()),
                              "posts": "the test split of each model's dataset, MDCA captions as image_text",

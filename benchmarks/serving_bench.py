@@ -76,11 +76,11 @@ LEVERS: dict[str, str] = {
 # --------------------------------------------------------------------------- inputs
 
 
-def real_posts(n: int, dataset: str = "twitter2015") -> list[dict[str, str]]:
+def real_posts(n: int, dataset: str = "twitter2015", split: str = "test") -> list[dict[str, str]]:
     from lrsa.data import load_dataset
     from lrsa.data.side import side_inputs
 
-    examples = load_dataset(dataset, "test")[:n]
+    examples = load_dataset(dataset, split)[:n]
     captions = side_inputs(dataset)["mdca_captions"]
     return [{"id": ex.id, "text": ex.text, "image_text": "; ".join(t.strip() for t in captions[ex.image_id][:4])}
             for ex in examples]

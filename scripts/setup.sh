@@ -16,9 +16,15 @@ if [ -x .venv/bin/lrsa ] && { [ "$have" = "$want $extras" ] || [ "$have" = "$wan
 fi
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 export PIP_DISABLE_PIP_VERSION_CHECK=1
-# torch first: 2.13.0 is a local CPU wheel on our machines; any other request pulls a CUDA build.
-.venv/bin/pip install -q torch==2.13.0
-.venv/bin/pip install -q -c constraints.txt -e ".[$extras]"
+# uv (pinned, from the registry) installs the rest: it downloads and unpacks in parallel and compiles the
+# bytecode on every core (with PYTHONDONTWRITEBYTECODE set, as on our machines, nothing would write it later
+# and every command would recompile its imports). It reads no pip configuration: pip's find-links (where our
+# machines keep their local torch wheel) are passed on; the index is PyPI unless UV_INDEX_URL says otherwise.
+.venv/bin/pip install -q uv==0.13.9
+if [ -n "${PIP_FIND_LINKS:-}" ]; then export UV_FIND_LINKS=${UV_FIND_LINKS:-$PIP_FIND_LINKS}; fi
+uv() { .venv/bin/uv pip install --quiet --python .venv/bin/python --compile-bytecode "$@"; }
+# torch is pinned (constraints.txt): 2.13.0 is a local CPU wheel on our machines; any other request pulls a CUDA build.
+uv -c constraints.txt torch==2.13.0 -e ".[$extras]"
 # Only what the main job needs. Weights that other commands use come with their own scripts, which those
 # commands' errors name: scripts/setup_llama.sh (the local LLM writer's llama.cpp runtime, for this CPU, and its
 # GGUF models: Qwen2.5-Coder-0.5B, SmolLM2-135M) and scripts/setup_mpnet.sh (the MPNet backbone);

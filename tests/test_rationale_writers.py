@@ -145,6 +145,11 @@ def test_rationale_dropout_masks_each_part_independently():
     assert TrainConfig().rationale_dropout == 0.0 and TrainConfig(rationale_dropout=0.3).rationale_dropout == 0.3
     with pytest.raises(ValueError):
         TrainConfig(rationale_dropout=1.5)
+    assert TrainConfig().rationale_dropout_parts == ["text", "image"]
+    with pytest.raises(ValueError):  # a part that does not exist, or none at all
+        TrainConfig(rationale_dropout_parts=["caption"])
+    with pytest.raises(ValueError):
+        TrainConfig(rationale_dropout_parts=[])
     ones = torch.ones(3, 4, dtype=torch.bool)
     batch = {"side": {"visual": (torch.zeros(3, 4, 2), ones.clone()), "rat_text": (torch.zeros(3, 4, 2), ones.clone()),
                       "rat_image": (torch.zeros(3, 4, 2), ones.clone())}}

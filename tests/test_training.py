@@ -498,6 +498,11 @@ def test_rationale_dropout_masks_parts_during_training_only_when_asked(tmp_path,
     masks = torch.cat(seen)
     assert masks.shape == (64, 2) and masks.dtype == torch.bool
     assert 0.25 < masks.float().mean() < 0.75 and masks[:, 0].tolist() != masks[:, 1].tolist()
+    seen.clear()  # only the parts asked for: L_i alone (the writer a served model cannot run), L_t kept
+    train(_run("lrsa", **{"train.epochs": 1, "train.eval_test": False, "train.train_limit": 64,
+                          "train.rationale_dropout": 0.5, "train.rationale_dropout_parts": ["image"]}), tmp_path / "c")
+    only_li = torch.cat(seen)
+    assert not only_li[:, 0].any() and only_li[:, 1].tolist() == masks[:, 1].tolist()  # same draws for L_i
 
 
 def test_an_empty_side_text_is_an_empty_memory_and_modality_dropout_masks_the_image_side(tmp_path, monkeypatch):

@@ -121,6 +121,11 @@ class TrainConfig(_Strict):
     # at prediction time where the writer it was trained with cannot run (e.g. the published MiniGPT-4
     # descriptions), is then in the training distribution. 0: off (the committed tables' schedule)
     rationale_dropout: float = Field(0.0, ge=0.0, le=1.0)
+    # which parts rationale dropout may mask: both (default), or only the one whose training writer cannot run
+    # where the model is served (``["image"]`` for a model that learned L_i from a published bundle: the V-present,
+    # L_i-empty input it then meets is in its training distribution, and L_t, written here, keeps every example)
+    rationale_dropout_parts: list[Literal["text", "image"]] = Field(default_factory=lambda: ["text", "image"],
+                                                                    min_length=1)
     train_limit: int | None = None  # first N training examples (quick runs, tests)
     dev_limit: int | None = None
     test_limit: int | None = None

@@ -246,6 +246,7 @@ def train(run: RunConfig, out_dir: str | Path, data_dir: str | Path | None = Non
     pad = tok.pad_token_id or 0
     stopped = "epochs"
     trainable = [p for p in net.parameters() if p.requires_grad]
+    rat_parts = torch.tensor([part in t_cfg.rationale_dropout_parts for part in ("text", "image")])  # L_t, L_i
     for epoch in range(start_epoch, t_cfg.epochs):
         if epoch - best_epoch > t_cfg.patience and best_epoch >= 0:
             stopped = "early"
@@ -266,9 +267,10 @@ def train(run: RunConfig, out_dir: str | Path, data_dir: str | Path | None = Non
             batch = collate(mine, pad, splits["train"].side)
             if drop is not None:
                 drop_image_side(batch, shard(drop, rank, world))
-            if t_cfg.rationale_dropout:  # [B, 2]: L_t and L_i dropped independently
-                drop_rationales(batch, shard(torch.rand(len(chunk), 2, generator=g_rat) < t_cfg.rationale_dropout,
-                                             rank, world))
+            if t_cfg.rationale_dropout:  # [B, 2]: L_t and L_i dropped independently (only the parts asked for)
+                drop_rat = torch.rand(len(chunk), 2, generator=g_rat) < t_cfg.rationale_dropout
+                drop_rat &= rat_parts
+                drop_rationales(batch, shard(drop_rat, rank, world))
             loss = model(batch)
             opt.zero_grad(set_to_none=True)
             fabric.backward(loss * share_weight(len(mine), len(chunk), world) if world > 1 else loss)
