@@ -45,13 +45,28 @@ stage "text and lrsa rows trained"
 .venv/bin/lrsa reproduce --profile main --max-runs 0  # the report of both rows (nothing left to train)
 model=runs/reproduce/main/twitter2015/span/lrsa-arkmsa/seed0
 images="${LRSA_DATA_DIR:-$HOME/.cache/lrsa/data}/twitter2015/images"   # real Twitter-2015 test photos
-echo "== 1. a text-only post"
-.venv/bin/lrsa predict --checkpoint "$model" --text "Loving the new Star Wars trailer , J.J. Abrams nailed it !"
-echo "== 2. a real photo, no description"
+# The three examples run side by side (each loads the model once); their outputs are printed in order.
+ex=$(mktemp -d)
+trap 'rm -rf "$ex"' EXIT
+.venv/bin/lrsa predict --checkpoint "$model" --text "Loving the new Star Wars trailer , J.J. Abrams nailed it !" \
+  >"$ex/1" 2>&1 &
+p1=$!
 .venv/bin/lrsa predict --checkpoint "$model" --image "$images/1295130.jpg" \
-  --text "Congrats @ TylerKehoe1 , # SnowJam champ in MOD ! A class act , he split his win w buds Aaron Rudderham amp Travis Sabin"
-echo "== 3. a real photo with a description of it"
+  --text "Congrats @ TylerKehoe1 , # SnowJam champ in MOD ! A class act , he split his win w buds Aaron Rudderham amp Travis Sabin" \
+  >"$ex/2" 2>&1 &
+p2=$!
 .venv/bin/lrsa predict --checkpoint "$model" --image "$images/2058555.jpg" \
   --image-text "kids playing street hockey on a snowy backyard rink, shown on a TV sports broadcast" \
-  --text "Happy New Year ! Watching San Jose - Anaheim replay . . . believe it or not , this was the scene in Riverside County today"
+  --text "Happy New Year ! Watching San Jose - Anaheim replay . . . believe it or not , this was the scene in Riverside County today" \
+  >"$ex/3" 2>&1 &
+p3=$!
+titles=("" "a text-only post" "a real photo, no description" "a real photo with a description of it")
+pids=("" "$p1" "$p2" "$p3")
+status=0
+for i in 1 2 3; do
+  wait "${pids[$i]}" || status=1
+  echo "== $i. ${titles[$i]}"
+  cat "$ex/$i"
+done
+[ "$status" = 0 ] || { echo "main: an example failed (its output is above)" >&2; exit 1; }
 stage "done"

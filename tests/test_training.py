@@ -244,23 +244,30 @@ def test_legacy_records_count_in_means_but_not_in_the_bootstrap_and_can_be_redon
 
 
 def test_encode_only_fills_the_cache_that_the_rationale_row_then_reads(tmp_path, monkeypatch):
-    """scripts/main.sh: ``--encode-only`` beside the text row writes the lrsa row's side states (train, dev,
-    test) and trains nothing; the row's training and test scoring then encode no side text again."""
+    """scripts/main.sh: ``--encode-only`` writes the lrsa row's side states (train, dev, test) and, for a host
+    whose lower layers are frozen, their states of the train and dev sentences, and trains nothing; the rows'
+    training and test scoring then encode none of them again (the text row shares the lower states)."""
+    import dataclasses
+
     from lrsa.training import reproduce as rp
 
-    tiny = _tiny_profile(rp)
+    tiny = dataclasses.replace(_tiny_profile(rp), model={"train_layers": 2})  # MiniLM: 4 lower layers frozen
     monkeypatch.setitem(rp.PROFILES, "tiny", tiny)
     logs: list[str] = []
     assert rp.reproduce("tiny", runs=tmp_path / "runs", variants=["lrsa"], encode_only=True, log=logs.append) == {}
     assert not (tmp_path / "runs" / "tiny").exists()  # no run directory, no report
-    cached = sorted((tmp_path / "runs" / "cache" / "side").glob("*.safetensors"))
+    cache = tmp_path / "runs" / "cache"
+    cached = sorted((cache / "side").glob("*.safetensors"))
     assert len(cached) == 9  # 3 splits x (captions, L_t, L_i)
+    lower = sorted((cache / "lower").glob("*.safetensors"))
+    assert len(lower) == 2  # train and dev sentences
     assert any("side states of twitter2015/span/lrsa" in m and " 0 cached" in m for m in logs), logs
     logs.clear()
-    rp.reproduce("tiny", runs=tmp_path / "runs", variants=["lrsa"], log=logs.append)
-    ready = next(m for m in logs if "data ready" in m)
+    rp.reproduce("tiny", runs=tmp_path / "runs", variants=["lrsa", "text"], log=logs.append)
+    ready = next(m for m in logs if "data ready" in m and "side states" in m)
     assert "'encoded': 0," in ready, ready  # training read every side state from the cache
-    assert sorted((tmp_path / "runs" / "cache" / "side").glob("*.safetensors")) == cached  # test scoring too
+    assert sorted((cache / "side").glob("*.safetensors")) == cached  # test scoring too
+    assert sorted((cache / "lower").glob("*.safetensors")) == lower  # both rows read the lower states
 
 
 def test_reproduce_workers_skip_a_run_another_worker_holds(tmp_path, monkeypatch):

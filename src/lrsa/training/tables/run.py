@@ -40,11 +40,13 @@ def ensure_published_bundles(specs: list[RunSpec], data_dir: str | Path | None, 
 def encode_side_states(profile: Profile, specs: list[RunSpec], cache_dir: Path, data_dir: str | Path | None,
                        threads: int | None, overrides: dict[str, Any] | None, log: Callable[[str], None]) -> None:
     """Write the frozen side-text states of every planned run's train, dev and test splits into ``cache_dir``
-    (the states its training and its test scoring read), training nothing: a process that runs beside the
-    training of other rows (scripts/main.sh: beside the text row) so that the lrsa row finds them encoded."""
-    from lrsa.features.side_cache import FrozenTextEncoder
+    (the states its training and its test scoring read), and for a host whose lower layers are frozen their
+    states of the train and dev sentences, training nothing: a stage before the rows train side by side
+    (scripts/main.sh), so that none of them spends its own core on these states."""
+    from lrsa.features.side_cache import FrozenTextEncoder, weights_fingerprint
     from lrsa.features.text import load_tokenizer, resolve_backbone
-    from lrsa.training.data import load_rationales, load_split
+    from lrsa.model.lrsa import LRSANet
+    from lrsa.training.data import attach_lower_states, load_rationales, load_split
     from lrsa.training.loop import set_threads
 
     t0 = time.perf_counter()
@@ -56,12 +58,16 @@ def encode_side_states(profile: Profile, specs: list[RunSpec], cache_dir: Path, 
         set_threads(run.train.threads)
         enc = FrozenTextEncoder(m.side_backbone or m.backbone, m.side_max_tokens, cache_dir=cache_dir,
                                 precision=run.train.precision)
-        tok = load_tokenizer(resolve_backbone(m.backbone))
+        path = resolve_backbone(m.backbone)
+        tok = load_tokenizer(path)
         rationales = load_rationales(run)
         limits = {"train": run.train.train_limit, "dev": run.train.dev_limit, "test": run.train.test_limit}
+        net = LRSANet(m, path, side_dim=enc.hidden_size).set_precision(run.train.precision)
         for split, limit in limits.items():
             if split != "test" or run.train.eval_test:
-                load_split(run, split, tok, enc, data_dir, rationales, limit, cache_dir)
+                sp = load_split(run, split, tok, enc, data_dir, rationales, limit, cache_dir)
+                if split != "test":  # the states training caches (lrsa.training.loop.train)
+                    attach_lower_states(sp, net, weights_fingerprint(path), cache_dir)
         log(f"[{time.perf_counter() - t0:6.0f}s] side states of {spec.key}: {enc.stats['encoded']} encoded, "
             f"{enc.stats['cache_hits']} cached")
 
