@@ -18,7 +18,7 @@ if ! command -v chromium >/dev/null 2>&1; then
 fi
 report=$(mktemp --suffix=.xml)
 status=0
-.venv/bin/python -m pytest -q --junitxml="$report" "$@" || status=$?
+.venv/bin/python -m pytest -q --durations=25 --junitxml="$report" "$@" || status=$?
 .venv/bin/python - "$report" <<'PY' || status=1
 import sys
 import xml.etree.ElementTree as ET
