@@ -55,6 +55,7 @@ def main() -> None:
     ckpts = dict(c.split("=", 1) for c in args.checkpoint) or {
         "main_text": str(MAIN / "text" / "seed0"), "main_lrsa": str(MAIN / "lrsa-arkmsa" / "seed0")}
     out = {}
+    measured = {"commit": git_commit(), "machine": machine(torch.get_num_threads())}  # per row: rows of other runs stay
     for name, path in ckpts.items():
         model = LRSA.from_pretrained(path)
         dataset = model.run.train.dataset
@@ -71,14 +72,14 @@ def main() -> None:
                "bundle_test_jmasa_f1": bundle["jmasa"]["f1"]}
         row["served_writers"] = {k: v.model_dump() for k, v in served[0].rationale_writers.items()}
         row["served_notes"] = sorted({n for p in served for n in p.notes})
+        row["measured"] = measured
         out[name] = row
         print(f"{name}: served {row['served_test_jmasa_f1']:.2f}, no image {row['no_image_test_jmasa_f1']:.2f}, "
               f"bundle {row['bundle_test_jmasa_f1']:.2f} ({path})")
     if not args.no_record and args.split == "test":
         section = read().get("served_scores", {}) | out
-        section["_about"] = {"commit": git_commit(), "machine": machine(torch.get_num_threads()),
-                             "posts": "the test split of each model's dataset, MDCA captions as image_text",
-                             "script": "benchmarks/served_scores.py"}
+        section["_about"] = {"posts": "the test split of each model's dataset, MDCA captions as image_text",
+                             "script": "benchmarks/served_scores.py", "measured": "per row (commit, machine)"}
         record("served_scores", section)
 
 

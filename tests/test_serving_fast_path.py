@@ -136,3 +136,32 @@ def test_serve_fails_loudly_when_a_worker_cannot_load(tmp_path):
                            timeout=300)
     assert empty.returncode == 1, empty.stderr[-2000:]
     assert "exited with" in empty.stderr and "while loading" in empty.stderr
+
+
+def test_committed_speed_figures_hold_the_service_keys_and_the_scores_as_served():
+    """results/benchmarks/speed.json (issue 28): the wrk service figures, and per model the test scores as
+    served / with no image / with its bundle, each row naming the clean commit and machine it was measured on;
+    the README's "Scores as served" row for the main job's lrsa model quotes the committed figures."""
+    import json
+
+    speed = json.loads((REPO / "results" / "benchmarks" / "speed.json").read_text(encoding="utf-8"))
+    service = speed["service"]
+    assert service["load_generator"].startswith("wrk")
+    for key in ("requests_per_s", "p95_ms", "errors", "rss_growth_pct"):
+        assert isinstance(service[key], (int, float)), key
+    rows = {k: v for k, v in speed["served_scores"].items() if not k.startswith("_")}
+    assert {"main_text", "main_lrsa"} <= set(rows)
+    for name, row in rows.items():
+        for key in ("served_test_jmasa_f1", "no_image_test_jmasa_f1", "bundle_test_jmasa_f1"):
+            assert 0 < row[key] < 100, (name, key)
+        assert not row["checkpoint"].startswith("/"), name  # relative to the checkout
+        commit = row["measured"]["commit"]
+        assert len(commit) == 40 and not commit.endswith("+dirty"), (name, commit)
+        assert row["measured"]["machine"]["cpu_model"], name
+    lrsa = rows["main_lrsa"]
+    assert lrsa["served_writers"]["image"]["writer"] is None  # MiniGPT-4 cannot run here: L_i left empty
+    assert "left empty" in lrsa["served_writers"]["image"]["note"]
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    line = next(x for x in readme.splitlines() if x.startswith("| main job `lrsa` (current"))
+    assert f"**{lrsa['served_test_jmasa_f1']:.1f}** | {lrsa['no_image_test_jmasa_f1']:.1f} | " \
+           f"{lrsa['bundle_test_jmasa_f1']:.1f} |" in line, line
