@@ -62,11 +62,13 @@ def encode_side_states(profile: Profile, specs: list[RunSpec], cache_dir: Path, 
         tok = load_tokenizer(path)
         rationales = load_rationales(run)
         limits = {"train": run.train.train_limit, "dev": run.train.dev_limit, "test": run.train.test_limit}
-        net = LRSANet(m, path, side_dim=enc.hidden_size).set_precision(run.train.precision)
+        # a host with frozen lower layers: their states too (the ones training caches, lrsa.training.loop.train)
+        net = (LRSANet(m, path, side_dim=enc.hidden_size).set_precision(run.train.precision)
+               if m.train_layers is not None else None)
         for split, limit in limits.items():
             if split != "test" or run.train.eval_test:
                 sp = load_split(run, split, tok, enc, data_dir, rationales, limit, cache_dir)
-                if split != "test":  # the states training caches (lrsa.training.loop.train)
+                if net is not None and split != "test":
                     attach_lower_states(sp, net, weights_fingerprint(path), cache_dir)
         log(f"[{time.perf_counter() - t0:6.0f}s] side states of {spec.key}: {enc.stats['encoded']} encoded, "
             f"{enc.stats['cache_hits']} cached")
