@@ -1,7 +1,9 @@
 """Side-encoder backends on this CPU (issue 28's ONNX Runtime lever): texts/s of the frozen MiniLM side encoder
 over real side texts (MDCA captions of Twitter-2015, cut at 64 tokens), one thread, batch 16, for PyTorch fp32
-(the reference), PyTorch int8 dynamic quantization (``--quantize side``), ONNX Runtime fp32 and ONNX Runtime int8
-(dynamic), with each one's mean cosine similarity to the reference states. Prints one JSON line; records nothing.
+(the reference), PyTorch int8 as served (``--quantize side``: ``lrsa.model.quantize.quantize_linear_int8``, its
+default recipe), ONNX Runtime fp32 and ONNX Runtime int8 (``onnxruntime.quantization.quantize_dynamic``, its
+default per-tensor recipe), with each one's mean cosine similarity to the reference states. Prints one JSON
+line; records nothing.
 
 ONNX Runtime is not a dependency of lrsa; install it beside (pins as measured):
 
@@ -12,6 +14,7 @@ ONNX Runtime is not a dependency of lrsa; install it beside (pins as measured):
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import tempfile
 import time
@@ -35,6 +38,7 @@ def main() -> None:
     from lrsa.data.side import side_inputs
     from lrsa.env import machine
     from lrsa.features.text import resolve_backbone
+    from lrsa.model.quantize import DEFAULT_RECIPE, quantize_linear_int8
 
     torch.set_num_threads(args.threads)
     path = resolve_backbone("minilm")
@@ -53,7 +57,7 @@ def main() -> None:
 
     with torch.inference_mode():
         ref_rate, ref = timed(lambda b: model(input_ids=ids[b:b + B], attention_mask=att[b:b + B]).last_hidden_state)
-        q = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+        q = quantize_linear_int8(copy.deepcopy(model))  # the served side encoder's int8 path
         q_rate, q_out = timed(lambda b: q(input_ids=ids[b:b + B], attention_mask=att[b:b + B]).last_hidden_state)
 
     class Hidden(torch.nn.Module):
@@ -87,7 +91,8 @@ def main() -> None:
     print(json.dumps({"texts_per_s": {"torch_fp32": round(ref_rate, 1), "torch_int8": round(q_rate, 1),
                                       **{k: round(v[0], 1) for k, v in rates.items()}},
                       "cosine_to_reference": {"torch_int8": cos(q_out), **{k: cos(v[1]) for k, v in rates.items()}},
-                      "shape": list(ids.shape), "onnxruntime": ort.__version__, "machine": machine(args.threads)}))
+                      "torch_int8_recipe": DEFAULT_RECIPE, "shape": list(ids.shape), "onnxruntime": ort.__version__,
+                      "machine": machine(args.threads)}))
 
 
 if __name__ == "__main__":
