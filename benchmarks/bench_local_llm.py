@@ -27,6 +27,7 @@ import platform
 import time
 from pathlib import Path
 
+from lrsa.env import cpu_model
 from lrsa.io import atomic_write_json, git_commit
 from lrsa.rationales.inputs import dataset_inputs
 from lrsa.rationales.llamacpp import LlamaCppEngine
@@ -78,18 +79,9 @@ def run(model: str, threads: int, n_parallel: int, posts: list, max_new_tokens: 
             "steps": st["steps"], "example": gens[0].text}
 
 
-def _cpu_model() -> str:
-    """The CPU's model name (speed figures are comparable only on the same CPU: Intel Xeon with AMX or AMD EPYC)."""
-    try:
-        return next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                    if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or "unknown"
-
-
 def _header(posts: str, max_new_tokens: int) -> dict:
     return {"date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "commit": git_commit(),
-            "machine": {"cpus": os.cpu_count(), "cpu": _cpu_model(), "platform": platform.platform(),
+            "machine": {"cpus": os.cpu_count(), "cpu": cpu_model() or "unknown", "platform": platform.platform(),
                         "python": platform.python_version()},
             "posts": posts, "max_new_tokens": max_new_tokens, "decoding": "greedy, repetition penalty 1.1",
             "note": "prefill = decode steps that carry a prompt (they also carry the running sequences' tokens)"}

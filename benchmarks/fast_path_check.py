@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -54,16 +53,6 @@ def parse_setting(s: str) -> dict[str, Any]:
 def setting_name(kw: dict[str, Any]) -> str:
     """The canonical name of a setting (keys in a fixed order; ``reference`` when empty)."""
     return ",".join(f"{k}={kw[k]}" for k in KEYS if kw.get(k) is not None) or "reference"
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def served_aspects(examples, preds) -> dict[str, list]:
@@ -138,6 +127,7 @@ def main() -> None:
     import torch
 
     from lrsa.data import load_dataset
+    from lrsa.env import cpu_model
     from lrsa.io import git_commit
     from lrsa.training.metrics import score
     from serving_bench import real_posts
@@ -155,7 +145,7 @@ def main() -> None:
     result: dict[str, Any] = {
         "command": " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
         "checkpoint": str(args.checkpoint), "checkpoint_precision": own, "commit": git_commit(),
-        "machine": {"cpu": cpu_model(), "cpus": os.cpu_count(), "torch": torch.__version__,
+        "machine": {"cpu": cpu_model() or "unknown", "cpus": os.cpu_count(), "torch": torch.__version__,
                     "threads": args.threads, "loadavg_at_start": os.getloadavg()},
         "posts": f"twitter2015 test ({len(posts)} posts) + MDCA captions as image_text, as served "
                  f"(LRSA.predict_batch, batch {args.batch})",

@@ -113,17 +113,11 @@ def train_tiny(out: Path, data_dir: str) -> Path:
 
 def cpu_info() -> dict[str, Any]:
     """CPU model and the matrix-instruction flags that decide which precision is fast here."""
-    model, flags = platform.processor() or "unknown", set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-            elif line.startswith("flags") and not flags:
-                flags = set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
+    from lrsa.env import cpu_flags, cpu_model
+
+    flags = cpu_flags() or set()
     wanted = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
-    return {"cpu": model, "cpus": os.cpu_count(), "cpu_flags": [f for f in wanted if f in flags]}
+    return {"cpu": cpu_model() or "unknown", "cpus": os.cpu_count(), "cpu_flags": [f for f in wanted if f in flags]}
 
 
 def machine() -> dict[str, Any]:

@@ -49,8 +49,8 @@ def test_v2_text_prompt_reads_image_texts_and_keys_on_them():
 def test_a_build_for_instructions_this_cpu_lacks_is_refused_by_name(tmp_path):
     """A llama.cpp compiled for AVX-VNNI dies with SIGILL at the first token on AMD EPYC (AVX512-VNNI, no AVX-VNNI):
     the engine compares llama.cpp's compile-time features with /proc/cpuinfo and names what is missing."""
-    from lrsa.rationales.llamacpp import EngineError, check_cpu_features, cpu_flags, import_llama_cpp, \
-        missing_cpu_features
+    from lrsa.env import cpu_flags, cpu_info
+    from lrsa.rationales.llamacpp import EngineError, check_cpu_features, import_llama_cpp, missing_cpu_features
 
     info = "CPU : SSE3 = 1 | AVX = 1 | AVX_VNNI = 1 | AVX2 = 1 | AVX512 = 1 | AVX512_VNNI = 1 | LLAMAFILE = 1 | "
     epyc = {"pni", "avx", "avx2", "avx512f", "avx512_vnni"}
@@ -58,8 +58,9 @@ def test_a_build_for_instructions_this_cpu_lacks_is_refused_by_name(tmp_path):
     assert missing_cpu_features(info, epyc | {"avx_vnni"}) == []
     assert missing_cpu_features(info, None) == []  # flags unknown (not x86 Linux): nothing to compare
     fake = tmp_path / "cpuinfo"
-    fake.write_text("processor\t: 0\nflags\t\t: fpu avx avx2\n")
-    assert cpu_flags(fake) == {"fpu", "avx", "avx2"} and cpu_flags(tmp_path / "none") is None
+    fake.write_text("processor\t: 0\nmodel name\t: AMD EPYC\nflags\t\t: fpu avx avx2 fma\n")
+    assert cpu_flags(fake) == {"fpu", "avx", "avx2", "fma"} and cpu_flags(tmp_path / "none") is None
+    assert cpu_info(fake) == ("AMD EPYC", ["avx", "avx2", "fma"])  # what run records name: the kernel flags
     # the build that setup made on this machine matches this CPU (setup reads the same flags)
     lc = import_llama_cpp()
     assert missing_cpu_features(lc.llama_print_system_info().decode(), cpu_flags()) == []

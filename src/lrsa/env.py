@@ -16,8 +16,8 @@ from typing import Any
 KERNEL_FLAG_PREFIXES = ("avx", "amx", "fma", "f16c", "sse4", "vnni")
 
 
-def cpu_info(cpuinfo: Path = Path("/proc/cpuinfo")) -> tuple[str | None, list[str] | None]:
-    """(model name, sorted kernel-relevant flags) of this CPU, or None for what /proc/cpuinfo lacks."""
+def _cpuinfo(cpuinfo: Path) -> tuple[str | None, list[str] | None]:
+    """(first ``model name``, first ``flags`` line split) of a /proc/cpuinfo file; None for what it lacks."""
     model, flags = None, None
     try:
         for line in cpuinfo.read_text().splitlines():
@@ -26,12 +26,29 @@ def cpu_info(cpuinfo: Path = Path("/proc/cpuinfo")) -> tuple[str | None, list[st
             if key == "model name" and model is None:
                 model = value.strip()
             elif key == "flags" and flags is None:
-                flags = sorted(f for f in value.split() if f.startswith(KERNEL_FLAG_PREFIXES))
+                flags = value.split()
             if model is not None and flags is not None:
                 break
     except OSError:
         pass
-    return model or platform.processor() or None, flags
+    return model, flags
+
+
+def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> set[str] | None:
+    """This CPU's feature flags (x86 Linux), or None where /proc/cpuinfo has no ``flags`` line."""
+    flags = _cpuinfo(cpuinfo)[1]
+    return None if flags is None else set(flags)
+
+
+def cpu_model(cpuinfo: Path = Path("/proc/cpuinfo")) -> str | None:
+    """This CPU's model name (/proc/cpuinfo, else ``platform.processor()``), or None."""
+    return _cpuinfo(cpuinfo)[0] or platform.processor() or None
+
+
+def cpu_info(cpuinfo: Path = Path("/proc/cpuinfo")) -> tuple[str | None, list[str] | None]:
+    """(model name, sorted kernel-relevant flags) of this CPU, or None for what /proc/cpuinfo lacks."""
+    flags = cpu_flags(cpuinfo)
+    return cpu_model(cpuinfo), None if flags is None else sorted(f for f in flags if f.startswith(KERNEL_FLAG_PREFIXES))
 
 
 def machine(threads: int | None = None) -> dict[str, Any]:

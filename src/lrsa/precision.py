@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from pathlib import Path
 from typing import Literal, get_args
 
 import torch
+
+from lrsa.env import cpu_flags
 
 Precision = Literal["fp32", "bf16"]
 PRECISIONS: tuple[str, ...] = get_args(Precision)
@@ -24,10 +25,7 @@ PRECISIONS: tuple[str, ...] = get_args(Precision)
 @functools.lru_cache(maxsize=1)
 def cpu_has_bf16() -> bool:
     """Whether this CPU has native bfloat16 matrix instructions (Linux: AMX-BF16 or AVX512-BF16 flags)."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
+    flags = cpu_flags() or set()
     return "amx_bf16" in flags or "avx512_bf16" in flags
 
 

@@ -40,6 +40,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from lrsa.env import cpu_flags
+
 
 class EngineError(RuntimeError):
     """llama.cpp is missing or failed (load, decode)."""
@@ -90,17 +92,6 @@ def missing_cpu_features(system_info: str, cpu_flags: set[str] | None) -> list[s
     built = [part.split("=")[0].strip() for part in system_info.replace("CPU :", "|").split("|")
              if part.strip().endswith("= 1")]
     return [f for f in built if f in CPU_FEATURE_FLAGS and CPU_FEATURE_FLAGS[f] not in cpu_flags]
-
-
-def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> set[str] | None:
-    """This CPU's feature flags from /proc/cpuinfo (x86 Linux), or None where there is no ``flags`` line."""
-    try:
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("flags"):
-                return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return None
 
 
 def check_cpu_features(lc: Any) -> None:
