@@ -466,6 +466,29 @@ def test_readme_table_is_the_committed_summary():
     assert table == rp.summary_markdown(REPO / "results")
 
 
+def test_a_verdict_needs_both_seed_level_intervals_and_the_top2_summary_is_rebuilt_from_its_reports():
+    """Three seeds of the top-2 MASC `image` row on Twitter-2015 differ from `text` by exactly +1.35 each (14
+    aspects; different gains and losses per seed): a t-interval of zero width above zero, while the two-level
+    bootstrap (seeds, then test items) spans zero. The verdict follows the report's rule: both intervals."""
+    from lrsa.training import reproduce as rp
+    from lrsa.training.tables.report import _verdict
+    from tests.conftest import REPO
+
+    report = json.loads((REPO / "results" / "top2" / "twitter2015" / "report.json").read_text())
+    row = next(r for r in report["rows"] if r["host"] == "aspect" and r["variant"] == "image")
+    p = row["vs_text"]
+    assert p["seed_diff"]["std"] == 0.0 and p["seed_ci95"]["lo"] > 0 and p["two_level"]["lo"] < 0
+    assert _verdict(p) == ": no effect detected"
+    assert _verdict({**p, "two_level": {**p["two_level"], "lo": 0.1}}) == ": helps"
+    assert _verdict({**p, "two_level": None}) == ": helps"  # runs without per-item counts: the t-interval alone
+    below = {"seed_ci95": {"lo": -2.0, "hi": -0.5}, "two_level": {"lo": -2.5, "hi": 0.2}}
+    assert _verdict(below) == ": no effect detected"
+    assert _verdict({**below, "two_level": {"lo": -2.5, "hi": -0.1}}) == ": hurts"
+    assert _verdict({"seed_ci95": None}) == ""
+    top2 = (REPO / "results" / "top2" / "summary.md").read_text(encoding="utf-8")
+    assert top2 == rp.summary_markdown(REPO / "results" / "top2")
+
+
 def test_evaluation_is_its_own_module_and_the_api_does_not_import_the_loop():
     """api -> training.evaluate <- training.loop -> api: one direction, no cycle through the loop."""
     import subprocess

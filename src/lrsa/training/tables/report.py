@@ -169,6 +169,21 @@ def _interval(ci: dict[str, Any] | None) -> str:
     return f"[{ci['lo']:+.1f}, {ci['hi']:+.1f}]" if ci else "–"
 
 
+def _verdict(p: dict[str, Any]) -> str:
+    """": helps" / ": hurts" when both seed-level intervals (the t-interval over seeds and, where the runs have
+    per-item counts, the two-level bootstrap) lie above / below zero, else ": no effect detected"; "" with
+    fewer than two seeds. Three identical seed differences give a t-interval of zero width: the two-level
+    bootstrap, which adds the test items' noise, then decides."""
+    ci, two = p.get("seed_ci95"), p.get("two_level")
+    if not ci:
+        return ""
+    if ci["lo"] > 0 and (two is None or two["lo"] > 0):
+        return ": helps"
+    if ci["hi"] < 0 and (two is None or two["hi"] < 0):
+        return ": hurts"
+    return ": no effect detected"
+
+
 def _fmt_paired(p: dict[str, Any] | None, short: bool = False) -> str:
     """A paired comparison: mean ± std of the seed-paired differences, then the intervals that include
     seed variance (t over seeds; two-level bootstrap, seeds then items) and the paired bootstrap over test
@@ -183,11 +198,8 @@ def _fmt_paired(p: dict[str, Any] | None, short: bool = False) -> str:
             return f"{d['mean']:+.1f}{spread} [no item counts]"
         boot_seeds = "" if ci["seeds"] == p["seeds"] else f" (seeds {','.join(map(str, ci['seeds']))})"
         return f"{d['mean']:+.1f}{spread} [{ci['lo']:+.1f}, {ci['hi']:+.1f}]{boot_seeds}"
-    if short:  # the README table: the verdict rests on the seed-level interval alone
-        ci = p["seed_ci95"]
-        verdict = "" if not ci else (": helps" if ci["lo"] > 0 else ": hurts" if ci["hi"] < 0
-                                     else ": no effect detected")
-        return f"{d['mean']:+.1f} seeds {_interval(ci)}{verdict}"
+    if short:  # the README table: the t-interval over seeds, and the verdict of both seed-level intervals
+        return f"{d['mean']:+.1f} seeds {_interval(p['seed_ci95'])}{_verdict(p)}"
     # a legacy run (recorded before per-item counts) is in the seed-paired differences but in no bootstrap
     subset = "" if not ci or ci["seeds"] == p["seeds"] else f" (seeds {','.join(map(str, ci['seeds']))})"
     items = _interval(ci) + subset if ci else "[no item counts]"
