@@ -92,6 +92,24 @@ def test_interrupted_run_resumes_to_the_same_result(tmp_path, monkeypatch):
         loop.train(_run("text", **{"train.lr": 1e-3}), tmp_path / "b", log=lambda m: None)
 
 
+def _one_pass_equals_two(model) -> list[list[str]]:
+    """On 16 real test posts (one batch, file order): a joint host's ``decode_and_classify`` (one pass of the
+    encoders and fusion) returns exactly what ``decode`` and ``classify_spans`` return apart. Returns the
+    polarities of the gold spans."""
+    from lrsa.model.inputs import collate
+    from lrsa.training.data import load_rationales, load_split
+
+    run = model.run
+    rationales = load_rationales(run) if run.model.uses_rationales else None
+    sp = load_split(run, "test", model.tokenizer, model.side_encoder, None, rationales, 16)
+    batch = collate(sp.items, model.tokenizer.pad_token_id or 0, sp.side)
+    spans = [[a.span for a in ex.aspects] for ex in sp.examples]
+    assert sum(map(len, spans)) > 16
+    decoded, polarities = model.net.decode_and_classify(batch, spans)
+    assert decoded == model.net.decode(batch) and polarities == model.net.classify_spans(batch, spans)
+    return polarities
+
+
 def test_save_load_gives_identical_predictions(tmp_path):
     from lrsa.api import LRSA
     from lrsa.data import load_dataset
@@ -120,6 +138,11 @@ def test_save_load_gives_identical_predictions(tmp_path):
            [[round(c, 4) for *_, c in ev["predictions"][r["id"]]] for r in lines]
     result = json.loads((tmp_path / "run" / "result.json").read_text())
     timing = ("predict_seconds", "examples_per_s")
+    # MASC on the gold spans comes from the prediction pass: the same polarities as a pass of its own
+    polarities = _one_pass_equals_two(copy)
+    gold = [a.polarity for ex in load_dataset("twitter2015", "test")[:16] for a in ex.aspects]
+    acc = 100 * sum(p == g for p, g in zip([p for row in polarities for p in row], gold)) / len(gold)
+    assert abs(ev["scores"]["masc_forced"]["acc"] - acc) < 1e-9
     assert {k: v for k, v in ev["scores"].items() if k not in timing} == \
            {k: v for k, v in result["test"].items() if k not in timing}
     # the evaluate command writes the same predictions and scores
@@ -150,6 +173,9 @@ def test_generative_host_benchmark_predictions_are_valid(tmp_path):
     run = _run("image", **{"model.host": "generative", "train.epochs": 1})
     result = loop.train(run, tmp_path / "g", cache_dir=tmp_path / "cache", log=lambda m: None)
     assert result["test"]["masc"] is not None  # MASC on gold aspects is scored for the generative host too
+    from lrsa.api import LRSA
+
+    _one_pass_equals_two(LRSA.from_pretrained(tmp_path / "g", cache_dir=tmp_path / "cache"))
     words = {ex.id: len(ex.words) for ex in load_dataset("twitter2015", "test")}
     for line in (tmp_path / "g" / "predictions_test.jsonl").read_text().splitlines():
         rec = json.loads(line)
@@ -562,13 +588,13 @@ def test_an_empty_side_text_is_an_empty_memory_and_modality_dropout_masks_the_im
     from lrsa.training import evaluate
 
     image_seen: list[bool] = []
-    real_predict = evaluate.predict_split
+    real_predict = evaluate._predict  # behind predict_split and predict_and_classify_split
 
     def predict_spy(net, split, *a, **k):
         image_seen.append(bool(split.side["visual"][1].any() or split.side["rat_image"][1].any()))
         return real_predict(net, split, *a, **k)
 
-    monkeypatch.setattr(evaluate, "predict_split", predict_spy)
+    monkeypatch.setattr(evaluate, "_predict", predict_spy)
     run = _run("lrsa", **{"train.epochs": 1, "train.modality_dropout": 0.5})
     res = loop.train(run, tmp_path / "a", log=lambda m: None)
     # test is also scored with every post stripped of its image: same checkpoint, V and L_i empty

@@ -104,16 +104,6 @@ def visible(net: Any, batch: dict[str, Any], row: int) -> dict[str, bool]:
     return {"text": True, "V": v, "L_t": rat and cfg.rationale_text and present("rat_text"), "L_i": li}
 
 
-def _decode(net: Any, batch: dict[str, Any], t: torch.Tensor, v: Any) -> list[list[tuple[int, int, str, float]]]:
-    cfg, head = net.cfg, net.head
-    if cfg.host == "span":
-        return head.decode(t, batch["word_mask"])
-    if cfg.host == "aspect":
-        return head.decode(t, batch["word_mask"], batch["aspect"])
-    mem, mmask = net._memory(t, batch["word_mask"], v)
-    return head.decode(t, batch["word_mask"], mem, mmask, beam=cfg.beam)
-
-
 def polarity_probs(net: Any, batch: dict[str, Any], t: torch.Tensor, v: Any,
                    spans: list[list[tuple[int, int]]]) -> list[list[torch.Tensor]]:
     """``[row][aspect] -> [3]`` probabilities of ``POLARITIES`` on each given span (module doc)."""
@@ -155,7 +145,7 @@ def _forward(net: Any, batch: dict[str, Any], spans: list[list[tuple[int, int]]]
         finally:
             cap, net.fusion.capture = net.fusion.capture, None
         probs = polarity_probs(net, batch, t, v, spans)
-        decoded = _decode(net, batch, t, v) if decode else None
+        decoded = net.decode_states(batch, t, v) if decode else None
     return probs, decoded, cap
 
 

@@ -33,8 +33,8 @@ FORMAT_VERSION = 1
 
 
 class LRSANet(nn.Module):
-    """``forward(batch)`` is the training loss (what DDP wraps); ``loss``, ``decode``, ``classify_spans`` and
-    ``lower_states`` move a collated batch to the device of the weights and run in the compute ``precision``
+    """``forward(batch)`` is the training loss (what DDP wraps); ``loss``, ``decode``, ``classify_spans``,
+    ``decode_and_classify`` and ``lower_states`` move a collated batch to the device of the weights and run in the compute ``precision``
     (``lrsa.precision``: ``fp32``, or ``bf16`` autocast; weights stay fp32); set it with ``set_precision``."""
 
     def __init__(self, cfg: ModelConfig, encoder_path: str, side_dim: int, pretrained: bool = True):
@@ -168,10 +168,10 @@ class LRSANet(nn.Module):
     def decode(self, batch: dict[str, Any]) -> list[list[tuple[int, int, str, float]]]:
         batch = self.to_device(batch)
         with self._autocast():
-            return self._decode(batch)
+            return self.decode_states(batch, *self.fused(batch))
 
-    def _decode(self, batch: dict[str, Any]) -> list[list[tuple[int, int, str, float]]]:
-        t, v = self.fused(batch)
+    def decode_states(self, batch: dict[str, Any], t: torch.Tensor, v: Any) -> list[list[tuple[int, int, str, float]]]:
+        """The aspects of each row from the batch's fused states ``(t, v) = fused(batch)``."""
         if self.cfg.host == "span":
             return self.head.decode(t, batch["word_mask"])
         if self.cfg.host == "aspect":  # one (start, end, polarity, confidence) for each row's given span
@@ -179,21 +179,35 @@ class LRSANet(nn.Module):
         mem, mmask = self._memory(t, batch["word_mask"], v)
         return self.head.decode(t, batch["word_mask"], mem, mmask, beam=self.cfg.beam)
 
-
     @torch.no_grad()
     def classify_spans(self, batch: dict[str, Any], spans: list[list[tuple[int, int]]]) -> list[list[str]]:
-        if self.cfg.host == "aspect":
-            raise ValueError("the aspect host classifies the aspect of each item: use decode")
+        self._check_joint()
         batch = self.to_device(batch)
         with self._autocast():
-            return self._classify_spans(batch, spans)
+            return self.classify_states(batch, *self.fused(batch), spans)
 
-    def _classify_spans(self, batch: dict[str, Any], spans: list[list[tuple[int, int]]]) -> list[list[str]]:
-        t, v = self.fused(batch)
+    def classify_states(self, batch: dict[str, Any], t: torch.Tensor, v: Any,
+                        spans: list[list[tuple[int, int]]]) -> list[list[str]]:
+        """The polarity of each given span from the batch's fused states ``(t, v) = fused(batch)``."""
         if self.cfg.host == "span":
             return self.head.classify(t, spans)
         mem, mmask = self._memory(t, batch["word_mask"], v)
         return self.head.classify(t, batch["word_mask"], mem, mmask, spans)
+
+    @torch.no_grad()
+    def decode_and_classify(self, batch: dict[str, Any], spans: list[list[tuple[int, int]]]
+                            ) -> tuple[list[list[tuple[int, int, str, float]]], list[list[str]]]:
+        """``(decode(batch), classify_spans(batch, spans))`` from one pass of the encoders and the fusion: what
+        scoring a joint host needs (its aspects, and its polarity on the gold spans) at half the cost."""
+        self._check_joint()
+        batch = self.to_device(batch)
+        with self._autocast():
+            t, v = self.fused(batch)
+            return self.decode_states(batch, t, v), self.classify_states(batch, t, v, spans)
+
+    def _check_joint(self) -> None:
+        if self.cfg.host == "aspect":
+            raise ValueError("the aspect host classifies the aspect of each item: use decode")
 
 
 # --------------------------------------------------------------------------- checkpoints

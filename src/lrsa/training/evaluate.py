@@ -32,35 +32,39 @@ def batches(items: list, size: int, order: list[int] | None = None, progress: st
 @torch.no_grad()
 def predict_split(net, split, pad_id: int, batch_size: int = 32, progress: str | None = None
                   ) -> dict[str, list[tuple[int, int, str, float]]]:
+    return _predict(net, split, pad_id, batch_size, progress, gold_spans=False)[0]
+
+
+@torch.no_grad()
+def predict_and_classify_split(net, split, pad_id: int, batch_size: int = 32, progress: str | None = None
+                               ) -> tuple[dict[str, list[tuple[int, int, str, float]]], dict[str, list[Aspect]]]:
+    """A joint host's predictions and, from the same forward pass, its polarity on every gold span (MASC
+    forced onto the gold aspects)."""
+    return _predict(net, split, pad_id, batch_size, progress, gold_spans=True)
+
+
+def _predict(net, split, pad_id: int, batch_size: int, progress: str | None, gold_spans: bool):
     from lrsa.model.inputs import collate
 
     net.eval()
     order = sorted(range(len(split.items)), key=lambda i: len(split.items[i].ids))
+    gold = {ex.id: ex for ex in split.examples}
     out: dict[str, list] = {ex.id: [] for ex in split.examples}
+    forced: dict[str, list[Aspect]] = {}
     for chunk in batches(split.items, batch_size, order, progress):
         batch = collate(chunk, pad_id, split.side)
-        for rid, aspects in zip(batch["ids"], net.decode(batch)):
+        if gold_spans:
+            spans = [[a.span for a in gold[rid].aspects] for rid in batch["ids"]]
+            decoded, polarities = net.decode_and_classify(batch, spans)
+            for rid, sp, pols in zip(batch["ids"], spans, polarities):
+                forced[rid] = [Aspect(start=s, end=e, polarity=p) for (s, e), p in zip(sp, pols)]
+        else:
+            decoded = net.decode(batch)
+        for rid, aspects in zip(batch["ids"], decoded):
             out[rid.split("@", 1)[0]].extend(aspects)  # aspect-host items "<sentence id>@<span>"
     for ex in split.examples:
         out[ex.id].sort(key=lambda a: (a[0], a[1]))
-    return out
-
-
-@torch.no_grad()
-def masc_split(net, split, pad_id: int, batch_size: int = 32, progress: str | None = None
-               ) -> dict[str, list[Aspect]]:
-    """MASC on gold aspects: the model's polarity for every gold span."""
-    from lrsa.model.inputs import collate
-
-    net.eval()
-    gold = {ex.id: ex for ex in split.examples}
-    out: dict[str, list[Aspect]] = {}
-    for chunk in batches(split.items, batch_size, progress=progress):
-        batch = collate(chunk, pad_id, split.side)
-        spans = [[a.span for a in gold[rid].aspects] for rid in batch["ids"]]
-        for rid, sp, pols in zip(batch["ids"], spans, net.classify_spans(batch, spans)):
-            out[rid] = [Aspect(start=s, end=e, polarity=p) for (s, e), p in zip(sp, pols)]
-    return out
+    return out, forced
 
 
 def as_aspects(pred: dict[str, list[tuple[int, int, str, float]]]) -> dict[str, list[Aspect]]:
@@ -119,12 +123,14 @@ def evaluate_split(net, tokenizer, run, side_encoder, dataset: str, split: str,
         drop_image_side({"side": sp.side})
     pad = tokenizer.pad_token_id or 0
     t0 = time.perf_counter()
-    pred = predict_split(net, sp, pad, progress="predicting" if progress else None)
+    if run.model.task == "jmasa":  # a joint host: also its MASC, forced onto the gold spans (same pass)
+        pred, forced = predict_and_classify_split(net, sp, pad, progress="predicting" if progress else None)
+    else:
+        pred, forced = predict_split(net, sp, pad, progress="predicting" if progress else None), None
     seconds = time.perf_counter() - t0
     scores = score_split(sp, pred)
-    if run.model.task == "jmasa":  # MASC of a joint host: forced onto the gold spans
-        scores["masc_forced"] = score(sp.examples, masc_split(
-            net, sp, pad, progress="sentiment on gold spans" if progress else None))["masc"]
+    if forced is not None:
+        scores["masc_forced"] = score(sp.examples, forced)["masc"]
         scores["masc"] = scores["masc_forced"]
     scores["predict_seconds"] = round(seconds, 2)
     scores["examples_per_s"] = round(len(sp.examples) / seconds, 2)
