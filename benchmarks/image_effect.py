@@ -71,7 +71,7 @@ def _breakdown(examples, captions: dict[str, str], served: dict, no_image: dict)
     """Gold triples found by one reading only (by caption naming and polarity) and wrong triples added."""
     gained, lost = Counter(), Counter()
     wrong = {"served": Counter(), "no_image": Counter()}
-    changed = 0
+    changed = named_gold = 0
     for ex in examples:
         gold = {(a.start, a.end, a.polarity) for a in ex.aspects}
         gold_spans = {(a.start, a.end) for a in ex.aspects}
@@ -79,6 +79,7 @@ def _breakdown(examples, captions: dict[str, str], served: dict, no_image: dict)
         n = {tuple(t) for t in no_image.get(ex.id, [])}
         changed += s != n
         cap = captions.get(ex.id, "").lower()
+        named_gold += sum(" ".join(ex.words[a.start:a.end]).lower() in cap for a in ex.aspects)
         for t in gold:
             named = " ".join(ex.words[t[0]:t[1]]).lower() in cap
             key = f"{'named' if named else 'not_named'}/{t[2]}"
@@ -89,8 +90,6 @@ def _breakdown(examples, captions: dict[str, str], served: dict, no_image: dict)
         for reading, pred in (("served", s), ("no_image", n)):
             for t in pred - gold:
                 wrong[reading]["gold_span_wrong_polarity" if t[:2] in gold_spans else "span_not_gold"] += 1
-    named_gold = sum(" ".join(ex.words[a.start:a.end]).lower() in captions.get(ex.id, "").lower()
-                     for ex in examples for a in ex.aspects)
     return {"posts": len(examples), "posts_changed": changed,
             "gold_aspects": sum(len(ex.aspects) for ex in examples), "gold_named_by_captions": named_gold,
             "gold_found_by_served_only": dict(sorted(gained.items())),

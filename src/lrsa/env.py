@@ -47,8 +47,9 @@ def cpu_model(cpuinfo: Path = Path("/proc/cpuinfo")) -> str | None:
 
 def cpu_info(cpuinfo: Path = Path("/proc/cpuinfo")) -> tuple[str | None, list[str] | None]:
     """(model name, sorted kernel-relevant flags) of this CPU, or None for what /proc/cpuinfo lacks."""
-    flags = cpu_flags(cpuinfo)
-    return cpu_model(cpuinfo), None if flags is None else sorted(f for f in flags if f.startswith(KERNEL_FLAG_PREFIXES))
+    model, flags = _cpuinfo(cpuinfo)  # one read of the file
+    kernel = None if flags is None else sorted({f for f in flags if f.startswith(KERNEL_FLAG_PREFIXES)})
+    return model or platform.processor() or None, kernel
 
 
 def machine(threads: int | None = None) -> dict[str, Any]:

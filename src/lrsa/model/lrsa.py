@@ -34,8 +34,9 @@ FORMAT_VERSION = 1
 
 class LRSANet(nn.Module):
     """``forward(batch)`` is the training loss (what DDP wraps); ``loss``, ``decode``, ``classify_spans``,
-    ``decode_and_classify`` and ``lower_states`` move a collated batch to the device of the weights and run in the compute ``precision``
-    (``lrsa.precision``: ``fp32``, or ``bf16`` autocast; weights stay fp32); set it with ``set_precision``."""
+    ``decode_and_classify`` and ``lower_states`` move a collated batch to the device of the weights and run in
+    the compute ``precision`` (``lrsa.precision``: ``fp32``, or ``bf16`` autocast; weights stay fp32); set it
+    with ``set_precision``."""
 
     def __init__(self, cfg: ModelConfig, encoder_path: str, side_dim: int, pretrained: bool = True):
         super().__init__()
