@@ -70,9 +70,10 @@ def test_two_processes_train_select_on_dev_write_once_and_match_one_process(tmp_
 def test_two_process_run_resumes_after_kill_9_to_its_uninterrupted_result(tmp_path, data_dir):
     cache = tmp_path / "cache"
     whole = tmp_path / "whole"
-    _finish(_train(whole, cache, 2))
+    less = ("--set", "train.train_limit=64", "--set", "train.dev_limit=32")  # equality is asserted: size is free
+    _finish(_train(whole, cache, 2, *less))
     cut = tmp_path / "cut"
-    proc = _train(cut, cache, 2)
+    proc = _train(cut, cache, 2, *less)
     deadline = time.monotonic() + 600
     while not (cut / "state" / "state.json").exists():  # the first epoch's state is complete
         assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read()[-3000:] if proc.stdout else ""
@@ -80,7 +81,7 @@ def test_two_process_run_resumes_after_kill_9_to_its_uninterrupted_result(tmp_pa
     os.killpg(proc.pid, signal.SIGKILL)  # both ranks, mid-run
     proc.wait()
     assert not (cut / "result.json").exists()
-    resumed = _finish(_train(cut, cache, 2))
+    resumed = _finish(_train(cut, cache, 2, *less))
     assert "resumed after epoch 0" in resumed
     # dropout masks are drawn per rank from per-rank RNG states saved with the state: the resumed run is the
     # uninterrupted one, number for number
