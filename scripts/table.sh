@@ -9,7 +9,8 @@
 # workers run in a detached git worktree of that commit (../lrsa-table-<commit>), importing its src/ ahead
 # of the checkout's, and write their records into this checkout's results/ (a record of another commit
 # enters no row). Resumable: a finished run (a record in results/) is never retrained, an interrupted one
-# resumes from its last epoch where its run directory survives. Commit results/ as records land.
+# resumes from its last epoch where its run directory survives. Commit results/ as records land. Each worker
+# (scripts/table_worker.sh) trains the required rows, then the MPNet backbone probe, then the optional rows.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$PWD
@@ -25,7 +26,8 @@ if [ -z "$snapshot" ]; then
   exit 1
 fi
 if [ "${1:-}" = "--report" ]; then  # reports are built by main's code from the records alone
-  exec .venv/bin/lrsa reproduce --profile full --max-runs 0
+  .venv/bin/lrsa reproduce --profile full --max-runs 0
+  exec .venv/bin/python benchmarks/backbone_probe.py report >/dev/null  # results/backbone_probe/
 fi
 wt=${LRSA_TABLE_WORKTREE:-$repo/../lrsa-table-${snapshot:0:12}}
 [ -d "$wt" ] || git worktree add --detach "$wt" "$snapshot" >/dev/null
@@ -37,8 +39,7 @@ mkdir -p runs/table-logs
 workers=${LRSA_TABLE_WORKERS:-$(nproc)}
 for i in $(seq 1 "$workers"); do
   log=$repo/runs/table-logs/worker$i.log
-  (cd "$wt" && PYTHONPATH="$wt/src" nohup "$repo/.venv/bin/lrsa" reproduce --profile full --threads 1 \
-     --results "$repo/results" >>"$log" 2>&1 &)
+  (cd "$wt" && PYTHONPATH="$wt/src" nohup bash "$repo/scripts/table_worker.sh" "$repo" >>"$log" 2>&1 &)
   sleep 2  # the workers claim runs one after the other (file locks)
   echo "table: worker $i started from $snapshot in $wt (log $log)"
 done
