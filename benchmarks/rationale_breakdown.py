@@ -20,7 +20,13 @@ the seed-paired differences (``lrsa.training.stats.seed_t_interval``; none below
 per-aspect grouping (a false positive belongs to no gold aspect), so groups report recall; the ``all``
 row also gives JMASA F1.
 
-Writes the breakdown into ``results/<dataset>/attribution.json`` (key ``table_breakdown``) and re-renders
+The aspect host (MASC, ``--masc-variant``, default ``lrsa-arkmsa-aspect``) gets its own breakdown: accuracy on
+the given gold aspects, grouped by the sentiment that each aspect's reason (MiniGPT-4, written toward that
+aspect) states — the gold one, another one, or none (the parser of the reports' ``reason_stated`` baseline)
+— and by whether it agrees with the same seed's ``text`` model.
+
+Writes the breakdowns into ``results/<dataset>/attribution.json`` (keys ``table_breakdown`` and
+``table_breakdown_masc``) and re-renders
 ``attribution.md`` (benchmarks/attribution_faithfulness.py's markdown). Cheap: reads files only.
 
     .venv/bin/python benchmarks/rationale_breakdown.py [--dataset twitter2015 ...] [--runs DIR]
@@ -83,39 +89,11 @@ def f1(pred: dict[str, set], examples) -> float:
     return 100 * 2 * p * r / max(1e-9, p + r)
 
 
-def breakdown(dataset: str, runs: Path, variant: str, results: Path) -> dict:
-    from lrsa.data import load_dataset
-    from lrsa.rationales.bundle import load_bundle
+def aggregate(per_seed: dict[str, dict[str, list[tuple[bool, bool]]]], seeds: list[str]) -> dict:
+    """Per group: the share of its gold aspects each model gets right (lrsa, text) per seed, then over seeds the
+    means, the mean seed-paired difference, its std, the per-seed differences and the t-interval over seeds."""
     from lrsa.training.stats import seed_t_interval
 
-    examples = load_dataset(dataset, "test")
-    base = runs / dataset / "span"
-    seeds = []
-    for d in sorted((base / variant).glob("seed*")):
-        k = d.name
-        rec_l = results / dataset / "runs" / "span" / variant / f"{k}.json"
-        rec_t = results / dataset / "runs" / "span" / "text" / f"{k}.json"
-        preds = [d / "predictions_test.jsonl", base / "text" / k / "predictions_test.jsonl"]
-        if rec_l.exists() and rec_t.exists() and all(p.exists() for p in preds):
-            seeds.append(k)
-    if not seeds:
-        return {"variant": variant, "seeds": [], "groups": {}, "note": f"no seed with both runs under {base}"}
-    source = json.loads((base / variant / seeds[0] / "config.json").read_text())["train"]["rationale_source"]
-    rats = load_bundle(dataset, source, level="tweet")
-    per_seed: dict[str, dict[str, list[tuple[bool, bool]]]] = {}
-    f1s = {}
-    for k in seeds:
-        lrsa = read_predictions(base / variant / k / "predictions_test.jsonl")
-        text = read_predictions(base / "text" / k / "predictions_test.jsonl")
-        f1s[k] = (f1(lrsa, examples), f1(text, examples))
-        g: dict[str, list[tuple[bool, bool]]] = {}
-        for ex in examples:
-            for a in ex.aspects:
-                gold = (a.start, a.end, a.polarity)
-                hit = (gold in lrsa.get(ex.id, set()), gold in text.get(ex.id, set()))
-                for key in groups_of(ex, a, rats.get(ex.id), text.get(ex.id, set())):
-                    g.setdefault(key, []).append(hit)
-        per_seed[k] = g
     keys = sorted({key for g in per_seed.values() for key in g}, key=lambda s: (s != "all gold aspects", s))
     out = {}
     for key in keys:
@@ -134,6 +112,50 @@ def breakdown(dataset: str, runs: Path, variant: str, results: Path) -> dict:
                     "recall_lrsa": round(mean(rl), 2), "recall_text": round(mean(rt), 2),
                     "diff": round(mean(diffs), 2), "diff_std": round(stdev(diffs), 2) if len(diffs) > 1 else None,
                     "per_seed": [round(x, 2) for x in diffs], "seed_ci95": seed_t_interval(diffs)}
+    return out
+
+
+def paired_seeds(runs: Path, results: Path, dataset: str, host: str, variant: str) -> list[str]:
+    """The seeds (``seed<k>``) with a ``variant`` run and a ``text`` run of ``host`` (``span``, ``masc/aspect``)
+    that both entered the table (a record in ``results``) and whose test predictions are on disk."""
+    base = runs / dataset / host
+    seeds = []
+    for d in sorted((base / variant).glob("seed*")):
+        k = d.name
+        recs = [results / dataset / "runs" / host / v / f"{k}.json" for v in (variant, "text")]
+        preds = [d / "predictions_test.jsonl", base / "text" / k / "predictions_test.jsonl"]
+        if all(p.exists() for p in recs + preds):
+            seeds.append(k)
+    return seeds
+
+
+def breakdown(dataset: str, runs: Path, variant: str, results: Path) -> dict:
+    from lrsa.data import load_dataset
+    from lrsa.rationales.bundle import load_bundle
+    from lrsa.training.stats import seed_t_interval
+
+    examples = load_dataset(dataset, "test")
+    base = runs / dataset / "span"
+    seeds = paired_seeds(runs, results, dataset, "span", variant)
+    if not seeds:
+        return {"variant": variant, "seeds": [], "groups": {}, "note": f"no seed with both runs under {base}"}
+    source = json.loads((base / variant / seeds[0] / "config.json").read_text())["train"]["rationale_source"]
+    rats = load_bundle(dataset, source, level="tweet")
+    per_seed: dict[str, dict[str, list[tuple[bool, bool]]]] = {}
+    f1s = {}
+    for k in seeds:
+        lrsa = read_predictions(base / variant / k / "predictions_test.jsonl")
+        text = read_predictions(base / "text" / k / "predictions_test.jsonl")
+        f1s[k] = (f1(lrsa, examples), f1(text, examples))
+        g: dict[str, list[tuple[bool, bool]]] = {}
+        for ex in examples:
+            for a in ex.aspects:
+                gold = (a.start, a.end, a.polarity)
+                hit = (gold in lrsa.get(ex.id, set()), gold in text.get(ex.id, set()))
+                for key in groups_of(ex, a, rats.get(ex.id), text.get(ex.id, set())):
+                    g.setdefault(key, []).append(hit)
+        per_seed[k] = g
+    out = aggregate(per_seed, seeds)
     jm = [f1s[k][0] - f1s[k][1] for k in seeds]
     return {"variant": variant, "rationale_source": source, "seeds": seeds, "runs": os.path.relpath(base.resolve(), REPO),
             "jmasa_f1": {"lrsa": round(mean(v[0] for v in f1s.values()), 2),
@@ -142,11 +164,61 @@ def breakdown(dataset: str, runs: Path, variant: str, results: Path) -> dict:
             "groups": out}
 
 
+def masc_breakdown(dataset: str, runs: Path, variant: str, results: Path) -> dict:
+    """The aspect host (MASC: the gold aspects are given, the model gives their polarity): ``lrsa`` - ``text``
+    accuracy grouped by the sentiment that the aspect's own reason (``arkmsa-aspect``, written by MiniGPT-4
+    toward that aspect; what the MASC ``lrsa`` row reads as L_t) states in its opening "Sentiment: X" — the
+    gold one, another one, or none — and by whether that stated sentiment agrees with the same seed's ``text``
+    model. The gold label only groups the aspects."""
+    from lrsa.data import load_dataset
+    from lrsa.rationales.bundle import load_bundle
+    from lrsa.rationales.published import aspect_key, stated_sentiment
+    from lrsa.training.stats import seed_t_interval
+
+    examples = load_dataset(dataset, "test")
+    base = runs / dataset / "masc" / "aspect"
+    seeds = paired_seeds(runs, results, dataset, "masc/aspect", variant)
+    if not seeds:
+        return {"variant": variant, "seeds": [], "groups": {}, "note": f"no seed with both runs under {base}"}
+    source = json.loads((base / variant / seeds[0] / "config.json").read_text())["train"]["rationale_source"]
+    reasons = load_bundle(dataset, source, level="aspect")
+    per_seed: dict[str, dict[str, list[tuple[bool, bool]]]] = {}
+    accs = {}
+    for k in seeds:
+        lrsa = read_predictions(base / variant / k / "predictions_test.jsonl")
+        text = read_predictions(base / "text" / k / "predictions_test.jsonl")
+        g: dict[str, list[tuple[bool, bool]]] = {}
+        for ex in examples:
+            for a in ex.aspects:
+                gold = (a.start, a.end, a.polarity)
+                hit = (gold in lrsa.get(ex.id, set()), gold in text.get(ex.id, set()))
+                said = stated_sentiment(reasons[aspect_key(ex.id, a.start, a.end)].text)
+                keys = ["all gold aspects", "the reason states the gold sentiment: "
+                        + ("none stated" if said is None else "yes" if said == a.polarity else "no")]
+                by_text = [p for s, e, p in text.get(ex.id, set()) if (s, e) == (a.start, a.end)]
+                if said is not None and by_text:
+                    keys.append(f"the reason agrees with the text model's polarity: "
+                                f"{'yes' if said == by_text[0] else 'no'}")
+                for key in keys:
+                    g.setdefault(key, []).append(hit)
+        per_seed[k] = g
+        everything = g["all gold aspects"]
+        accs[k] = (100 * mean(h[0] for h in everything), 100 * mean(h[1] for h in everything))
+    diffs = [accs[k][0] - accs[k][1] for k in seeds]
+    return {"variant": variant, "rationale_source": source, "seeds": seeds, "metric": "accuracy",
+            "runs": os.path.relpath(base.resolve(), REPO),
+            "masc_acc": {"lrsa": round(mean(v[0] for v in accs.values()), 2),
+                         "text": round(mean(v[1] for v in accs.values()), 2), "diff": round(mean(diffs), 2),
+                         "per_seed": [round(x, 2) for x in diffs], "seed_ci95": seed_t_interval(diffs)},
+            "groups": aggregate(per_seed, seeds)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dataset", action="append", default=None, help="default: twitter2015 and twitter2017")
     ap.add_argument("--runs", type=Path, default=None, help="the table's run directory (default: its worktree's)")
     ap.add_argument("--variant", default="lrsa-arkmsa")
+    ap.add_argument("--masc-variant", default="lrsa-arkmsa-aspect")
     ap.add_argument("--results", type=Path, default=REPO / "results")
     args = ap.parse_args()
     from attribution_faithfulness import markdown
@@ -157,13 +229,15 @@ def main() -> None:
         path = args.results / ds / "attribution.json"
         doc = json.loads(path.read_text()) if path.exists() else {}
         doc["table_breakdown"] = b
+        doc["table_breakdown_masc"] = masc_breakdown(ds, runs, args.masc_variant, args.results)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(doc, indent=2) + "\n")
         if "deletion" in doc:
             path.with_suffix(".md").write_text(markdown(doc))
         print(f"{ds}: seeds {b['seeds']}; wrote {path}")
-        for key, g in b["groups"].items():
-            print(f"  {key}: n {g['n']}, lrsa - text {g['diff']:+.2f} over {g['seeds']} seed(s)")
+        for name, part in (("span", b), ("MASC", doc["table_breakdown_masc"])):
+            for key, g in part["groups"].items():
+                print(f"  {name} {key}: n {g['n']}, lrsa - text {g['diff']:+.2f} over {g['seeds']} seed(s)")
 
 
 if __name__ == "__main__":
