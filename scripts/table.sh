@@ -10,12 +10,13 @@
 # of the checkout's, and write their records into this checkout's results/ (a record of another commit
 # enters no row). Resumable: a finished run (a record in results/) is never retrained, an interrupted one
 # resumes from its last epoch where its run directory survives. Commit results/ as records land. Each worker
-# (scripts/table_worker.sh) trains the required rows, then the MPNet backbone probe, then the optional rows.
+# (scripts/table_worker.sh) trains the required rows, then the backbone probe and the levers
+# (benchmarks/table_extras.py), then the optional rows.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$PWD
 [ -x .venv/bin/lrsa ] || bash scripts/setup.sh
-bash scripts/setup_mpnet.sh >/dev/null  # the backbone probe rows
+bash scripts/setup_mpnet.sh >/dev/null  # the backbone probe (benchmarks/table_extras.py)
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false PYTHONUNBUFFERED=1
 if [ -z "${LRSA_DATA_DIR:-}" ] && [ -d ../shared/data ]; then
   export LRSA_DATA_DIR=$repo/../shared/data
@@ -27,7 +28,7 @@ if [ -z "$snapshot" ]; then
 fi
 if [ "${1:-}" = "--report" ]; then  # reports are built by main's code from the records alone
   .venv/bin/lrsa reproduce --profile full --max-runs 0
-  exec .venv/bin/python benchmarks/backbone_probe.py report >/dev/null  # results/backbone_probe/
+  exec .venv/bin/python benchmarks/table_extras.py report >/dev/null  # results/table_extras/
 fi
 wt=${LRSA_TABLE_WORKTREE:-$repo/../lrsa-table-${snapshot:0:12}}
 [ -d "$wt" ] || git worktree add --detach "$wt" "$snapshot" >/dev/null
