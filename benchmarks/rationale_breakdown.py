@@ -118,21 +118,52 @@ def aggregate(per_seed: dict[str, dict[str, list[tuple[bool, bool]]]], seeds: li
 def paired_seeds(runs: Path, results: Path, dataset: str, host: str, variant: str) -> list[str]:
     """The seeds (``seed<k>``) with a ``variant`` run and a ``text`` run of ``host`` (``span``, ``masc/aspect``)
     that both entered the table (a record in ``results``) and whose test predictions are on disk."""
+    from lrsa.training.records import record_path
+
     base = runs / dataset / host
     seeds = []
     for d in sorted((base / variant).glob("seed*")):
         k = d.name
-        recs = [results / dataset / "runs" / host / v / f"{k}.json" for v in (variant, "text")]
+        recs = [record_path(results, f"{dataset}/{host}/{v}/{k}") for v in (variant, "text")]
         preds = [d / "predictions_test.jsonl", base / "text" / k / "predictions_test.jsonl"]
         if all(p.exists() for p in recs + preds):
             seeds.append(k)
     return seeds
 
 
+def hits_per_seed(base: Path, variant: str, seeds: list[str], examples, groups) -> tuple[dict, dict]:
+    """Per seed, the test predictions of the ``variant`` and ``text`` runs under ``base``, and every gold aspect's
+    (found by lrsa, found by text) under each group that ``groups(ex, aspect, text_pred)`` names."""
+    per_seed: dict[str, dict[str, list[tuple[bool, bool]]]] = {}
+    preds = {}
+    for k in seeds:
+        lrsa = read_predictions(base / variant / k / "predictions_test.jsonl")
+        text = read_predictions(base / "text" / k / "predictions_test.jsonl")
+        preds[k] = (lrsa, text)
+        g: dict[str, list[tuple[bool, bool]]] = {}
+        for ex in examples:
+            for a in ex.aspects:
+                gold = (a.start, a.end, a.polarity)
+                hit = (gold in lrsa.get(ex.id, set()), gold in text.get(ex.id, set()))
+                for key in groups(ex, a, text.get(ex.id, set())):
+                    g.setdefault(key, []).append(hit)
+        per_seed[k] = g
+    return per_seed, preds
+
+
+def overall(scores: dict[str, tuple[float, float]]) -> dict:
+    """Per seed (lrsa, text) scores -> their means, the mean seed-paired difference and its t-interval."""
+    from lrsa.training.stats import seed_t_interval
+
+    diffs = [lr - tx for lr, tx in scores.values()]
+    return {"lrsa": round(mean(v[0] for v in scores.values()), 2),
+            "text": round(mean(v[1] for v in scores.values()), 2), "diff": round(mean(diffs), 2),
+            "per_seed": [round(x, 2) for x in diffs], "seed_ci95": seed_t_interval(diffs)}
+
+
 def breakdown(dataset: str, runs: Path, variant: str, results: Path) -> dict:
     from lrsa.data import load_dataset
     from lrsa.rationales.bundle import load_bundle
-    from lrsa.training.stats import seed_t_interval
 
     examples = load_dataset(dataset, "test")
     base = runs / dataset / "span"
@@ -141,27 +172,25 @@ def breakdown(dataset: str, runs: Path, variant: str, results: Path) -> dict:
         return {"variant": variant, "seeds": [], "groups": {}, "note": f"no seed with both runs under {base}"}
     source = json.loads((base / variant / seeds[0] / "config.json").read_text())["train"]["rationale_source"]
     rats = load_bundle(dataset, source, level="tweet")
-    per_seed: dict[str, dict[str, list[tuple[bool, bool]]]] = {}
-    f1s = {}
-    for k in seeds:
-        lrsa = read_predictions(base / variant / k / "predictions_test.jsonl")
-        text = read_predictions(base / "text" / k / "predictions_test.jsonl")
-        f1s[k] = (f1(lrsa, examples), f1(text, examples))
-        g: dict[str, list[tuple[bool, bool]]] = {}
-        for ex in examples:
-            for a in ex.aspects:
-                gold = (a.start, a.end, a.polarity)
-                hit = (gold in lrsa.get(ex.id, set()), gold in text.get(ex.id, set()))
-                for key in groups_of(ex, a, rats.get(ex.id), text.get(ex.id, set())):
-                    g.setdefault(key, []).append(hit)
-        per_seed[k] = g
-    out = aggregate(per_seed, seeds)
-    jm = [f1s[k][0] - f1s[k][1] for k in seeds]
-    return {"variant": variant, "rationale_source": source, "seeds": seeds, "runs": os.path.relpath(base.resolve(), REPO),
-            "jmasa_f1": {"lrsa": round(mean(v[0] for v in f1s.values()), 2),
-                         "text": round(mean(v[1] for v in f1s.values()), 2), "diff": round(mean(jm), 2),
-                         "per_seed": [round(x, 2) for x in jm], "seed_ci95": seed_t_interval(jm)},
-            "groups": out}
+    per_seed, preds = hits_per_seed(base, variant, seeds, examples,
+                                    lambda ex, a, text_pred: groups_of(ex, a, rats.get(ex.id), text_pred))
+    f1s = {k: (f1(lrsa, examples), f1(text, examples)) for k, (lrsa, text) in preds.items()}
+    return {"variant": variant, "rationale_source": source, "seeds": seeds,
+            "runs": os.path.relpath(base.resolve(), REPO), "jmasa_f1": overall(f1s),
+            "groups": aggregate(per_seed, seeds)}
+
+
+def masc_groups_of(ex, aspect, reason: str, text_pred: set[tuple[int, int, str]]) -> list[str]:
+    """A gold aspect's groups on the aspect host: what its reason states, and whether the text model agrees."""
+    from lrsa.rationales.published import stated_sentiment
+
+    said = stated_sentiment(reason)
+    keys = ["all gold aspects", "the reason states the gold sentiment: "
+            + ("none stated" if said is None else "yes" if said == aspect.polarity else "no")]
+    by_text = [p for s, e, p in text_pred if (s, e) == (aspect.start, aspect.end)]
+    if said is not None and by_text:
+        keys.append(f"the reason agrees with the text model's polarity: {'yes' if said == by_text[0] else 'no'}")
+    return keys
 
 
 def masc_breakdown(dataset: str, runs: Path, variant: str, results: Path) -> dict:
@@ -172,8 +201,7 @@ def masc_breakdown(dataset: str, runs: Path, variant: str, results: Path) -> dic
     model. The gold label only groups the aspects."""
     from lrsa.data import load_dataset
     from lrsa.rationales.bundle import load_bundle
-    from lrsa.rationales.published import aspect_key, stated_sentiment
-    from lrsa.training.stats import seed_t_interval
+    from lrsa.rationales.published import aspect_key
 
     examples = load_dataset(dataset, "test")
     base = runs / dataset / "masc" / "aspect"
@@ -182,34 +210,11 @@ def masc_breakdown(dataset: str, runs: Path, variant: str, results: Path) -> dic
         return {"variant": variant, "seeds": [], "groups": {}, "note": f"no seed with both runs under {base}"}
     source = json.loads((base / variant / seeds[0] / "config.json").read_text())["train"]["rationale_source"]
     reasons = load_bundle(dataset, source, level="aspect")
-    per_seed: dict[str, dict[str, list[tuple[bool, bool]]]] = {}
-    accs = {}
-    for k in seeds:
-        lrsa = read_predictions(base / variant / k / "predictions_test.jsonl")
-        text = read_predictions(base / "text" / k / "predictions_test.jsonl")
-        g: dict[str, list[tuple[bool, bool]]] = {}
-        for ex in examples:
-            for a in ex.aspects:
-                gold = (a.start, a.end, a.polarity)
-                hit = (gold in lrsa.get(ex.id, set()), gold in text.get(ex.id, set()))
-                said = stated_sentiment(reasons[aspect_key(ex.id, a.start, a.end)].text)
-                keys = ["all gold aspects", "the reason states the gold sentiment: "
-                        + ("none stated" if said is None else "yes" if said == a.polarity else "no")]
-                by_text = [p for s, e, p in text.get(ex.id, set()) if (s, e) == (a.start, a.end)]
-                if said is not None and by_text:
-                    keys.append(f"the reason agrees with the text model's polarity: "
-                                f"{'yes' if said == by_text[0] else 'no'}")
-                for key in keys:
-                    g.setdefault(key, []).append(hit)
-        per_seed[k] = g
-        everything = g["all gold aspects"]
-        accs[k] = (100 * mean(h[0] for h in everything), 100 * mean(h[1] for h in everything))
-    diffs = [accs[k][0] - accs[k][1] for k in seeds]
+    per_seed, _ = hits_per_seed(base, variant, seeds, examples, lambda ex, a, text_pred: masc_groups_of(
+        ex, a, reasons[aspect_key(ex.id, a.start, a.end)].text, text_pred))
+    accs = {k: tuple(100 * mean(h[i] for h in g["all gold aspects"]) for i in (0, 1)) for k, g in per_seed.items()}
     return {"variant": variant, "rationale_source": source, "seeds": seeds, "metric": "accuracy",
-            "runs": os.path.relpath(base.resolve(), REPO),
-            "masc_acc": {"lrsa": round(mean(v[0] for v in accs.values()), 2),
-                         "text": round(mean(v[1] for v in accs.values()), 2), "diff": round(mean(diffs), 2),
-                         "per_seed": [round(x, 2) for x in diffs], "seed_ci95": seed_t_interval(diffs)},
+            "runs": os.path.relpath(base.resolve(), REPO), "masc_acc": overall(accs),
             "groups": aggregate(per_seed, seeds)}
 
 
