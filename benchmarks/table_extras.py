@@ -75,14 +75,18 @@ EXTRAS = (
 BY_NAME = {e.name: e for e in EXTRAS}
 
 
-def table_spec(extra: Extra, dataset: str, variant: str | None = None, rationales: str | None = None):
-    """The table's seed-0 ``RunSpec`` of the extra's row (or of another variant of the same host)."""
+def table_specs(dataset: str, host: str, variant: str, rationales: str | None) -> list:
+    """The table's ``RunSpec``s of one row on ``dataset``, one per seed (seed 0 first)."""
     from lrsa.training.reproduce import PROFILES, plan
 
-    variant = variant or extra.variant
-    source = rationales if variant != extra.variant else extra.rationales
-    [spec] = [s for s in plan(PROFILES["full"], datasets=[dataset], hosts=[extra.host], variants=[variant],
-                              rationales=[source or "none"]) if s.seed == 0]
+    return plan(PROFILES["full"], datasets=[dataset], hosts=[host], variants=[variant],
+                rationales=[rationales or "none"])
+
+
+def table_spec(extra: Extra, dataset: str, text: bool = False):
+    """The table's seed-0 ``RunSpec`` of the extra's row, or (``text``) of the `text` row of its host."""
+    row = (extra.host, "text", None) if text else (extra.host, extra.variant, extra.rationales)
+    [spec] = [s for s in table_specs(dataset, *row) if s.seed == 0]
     return spec
 
 
@@ -135,9 +139,12 @@ def _summary(result: dict, host: str) -> dict:
             "threads": result["machine"]["threads"]}
 
 
-def _table_record(results: Path, spec) -> dict | None:
-    path = results / spec.dataset / "runs" / f"{spec.key.split('/', 1)[1]}.json"
-    return json.loads(path.read_text())["result"] if path.is_file() else None
+def _table_result(results: Path, spec) -> dict | None:
+    """The result in the table's record of ``spec`` (``lrsa.training.records``), or None before it exists."""
+    from lrsa.training.records import read_record
+
+    rec = read_record(results, spec.key)
+    return rec["result"] if rec else None
 
 
 def _check(path: Path, result: dict, extra: Extra, snapshot: str) -> None:
@@ -156,22 +163,18 @@ def build(records: Path = RECORDS, results: Path = REPO / "results") -> dict:
     snapshot = PROFILES["full"].snapshot
     out: dict = {"snapshot": snapshot, "target": TARGET, "extras": {}}
     for e in EXTRAS:
-        entry: dict = {"kind": e.kind, "host": e.host, "row": f"{e.variant}" + (f" ({e.rationales})" if e.rationales
-                                                                               else ""),
-                       "settings": e.settings, "about": e.about, "datasets": {}}
+        row_name = e.variant + (f" ({e.rationales})" if e.rationales else "")
+        entry: dict = {"kind": e.kind, "host": e.host, "row": row_name, "settings": e.settings, "about": e.about,
+                       "datasets": {}}
         for ds in DATASETS:
             row = {}
-            base = _table_record(results, table_spec(e, ds))
-            text = _table_record(results, table_spec(e, ds, "text"))
+            base = _table_result(results, table_spec(e, ds))
+            text = _table_result(results, table_spec(e, ds, text=True))
             row["table_seed0"] = _summary(base, e.host) if base else None
             row["text_seed0"] = _summary(text, e.host) if text else None
             if e.kind == "probe":
-                spec = table_spec(e, ds)
-                seeds = []
-                for f in sorted((results / ds / "runs" / spec.key.split("/", 1)[1]).parent.glob("seed*.json")):
-                    rec = json.loads(f.read_text())["result"]
-                    if rec["commit"] == snapshot:
-                        seeds.append(_metric(rec, e.host, "test"))
+                found = [_table_result(results, s) for s in table_specs(ds, e.host, e.variant, e.rationales)]
+                seeds = [_metric(r, e.host, "test") for r in found if r and r["commit"] == snapshot]
                 row["table_test_seeds"] = len(seeds)
                 row["table_test_mean"] = round(statistics.mean(seeds), 2) if seeds else None
                 row["table_test_std"] = round(statistics.stdev(seeds), 2) if len(seeds) > 1 else None
@@ -209,13 +212,14 @@ def _f(x: float | None, sign: bool = False) -> str:
 def render(summary: dict) -> str:
     snap = summary["snapshot"][:12]
     lines = ["# Runs after the all-layer table's required rows: backbone probe and levers", "",
-             f"Each is the table's seed-0 run of its row with the settings shown and nothing else changed, trained from "
-             f"the table's snapshot {snap} (scripts/table_worker.sh). One seed each: a difference is one seed-paired "
-             "number without an interval. Rebuild: `.venv/bin/python benchmarks/table_extras.py report` (also run by "
-             "`bash scripts/table.sh --report`). JMASA F1 for the span host, MASC accuracy for the aspect host.", "",
+             "Each is the table's seed-0 run of its row with the settings shown and nothing else changed, trained "
+             f"from the table's snapshot {snap} (scripts/table_worker.sh). One seed each: a difference is one "
+             "seed-paired number without an interval. Rebuild: `.venv/bin/python benchmarks/table_extras.py report` "
+             "(also run by `bash scripts/table.sh --report`). JMASA F1 for the span host, MASC accuracy for the "
+             "aspect host.", "",
              "## Backbone probe", "",
-             "| dataset | MPNet dev / test | MiniLM seed 0 dev / test | MPNet − MiniLM (seed 0) dev / test | MiniLM test "
-             "mean ± std (seeds) | s per epoch MPNet / MiniLM (1 thread) | epochs MPNet / MiniLM |",
+             "| dataset | MPNet dev / test | MiniLM seed 0 dev / test | MPNet − MiniLM (seed 0) dev / test | "
+             "MiniLM test mean ± std (seeds) | s per epoch MPNet / MiniLM (1 thread) | epochs MPNet / MiniLM |",
              "|---|---|---|---|---|---|---|"]
     probe = summary["extras"]["mpnet"]
     for ds, r in probe["datasets"].items():
@@ -238,8 +242,8 @@ def render(summary: dict) -> str:
               "candidate for seeds with test scores.", ""]
     lines += [f"- `{n}`: {e['about']} (`{json.dumps(e['settings'])}`)" for n, e in summary["extras"].items()
               if e["kind"] == "lever"]
-    lines += ["", "| lever | dataset | dev | table `lrsa` seed 0 dev | `text` seed 0 dev | lever − `lrsa` | lever − `text` | "
-              "s per epoch lever / `lrsa` |", "|---|---|---|---|---|---|---|---|"]
+    lines += ["", "| lever | dataset | dev | table `lrsa` seed 0 dev | `text` seed 0 dev | lever − `lrsa` | "
+              "lever − `text` | s per epoch lever / `lrsa` |", "|---|---|---|---|---|---|---|---|"]
     for name, e in summary["extras"].items():
         if e["kind"] != "lever":
             continue
