@@ -13,7 +13,8 @@ per Twitter dataset at seed 0, every one a table run with a few settings changed
   scores; otherwise none is, and the report says so.
 
 Commands:
-- ``list``: the runs in the order the workers take them (``NAME DATASET`` per line: the probe, then levers);
+- ``list``: the runs in the order the workers take them (``NAME DATASET RUN_DIR`` per line, the run directory
+  relative to the snapshot's worktree: the probe, then levers);
 - ``config``: a run's config, i.e. the table's seed-0 run of its row with the extra's settings (nothing else
   changed), from whatever ``lrsa`` is importable. scripts/table_worker.sh calls it with the table snapshot's
   ``src/`` first on ``PYTHONPATH`` and trains it with that snapshot's ``lrsa train``, so the record names the
@@ -43,6 +44,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 DATASETS = ("twitter2015", "twitter2017")
 RECORDS = REPO / "results" / "table_extras"
+RUNS = Path("runs") / "extras"  # the extras' runs, inside the snapshot's worktree (scripts/table_worker.sh)
 TARGET = 1.5  # the issue's lrsa - text target (JMASA F1 or MASC accuracy points, mean over the datasets)
 
 
@@ -106,7 +108,7 @@ def default_runs() -> Path:
     """Where scripts/table_worker.sh trains them: the snapshot's worktree, beside the table's own runs."""
     from lrsa.training.reproduce import PROFILES
 
-    return REPO.parent / f"lrsa-table-{PROFILES['full'].snapshot[:12]}" / "runs" / "extras"
+    return REPO.parent / f"lrsa-table-{PROFILES['full'].snapshot[:12]}" / RUNS
 
 
 def sync_records(runs: Path, records: Path = RECORDS) -> list[str]:
@@ -270,7 +272,7 @@ def render(summary: dict) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
-    sub.add_parser("list", help="the runs, in the order the workers take them")
+    sub.add_parser("list", help="the runs (name, dataset, run directory), in the order the workers take them")
     c = sub.add_parser("config", help="write a run's config (JSON)")
     c.add_argument("--name", choices=list(BY_NAME), required=True)
     c.add_argument("--dataset", choices=DATASETS, required=True)
@@ -279,7 +281,7 @@ def main() -> None:
     r.add_argument("--runs", type=Path, default=None, help="the runs (default: the snapshot's worktree)")
     args = ap.parse_args()
     if args.cmd == "list":
-        sys.stdout.write("".join(f"{e.name} {ds}\n" for e in EXTRAS for ds in DATASETS))
+        sys.stdout.write("".join(f"{e.name} {ds} {run_dir(RUNS, e, ds)}\n" for e in EXTRAS for ds in DATASETS))
         return
     if args.cmd == "config":
         args.out.parent.mkdir(parents=True, exist_ok=True)

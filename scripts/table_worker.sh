@@ -16,13 +16,12 @@ table=(--profile full --threads 1 --results "$repo/results")
   --rationales none --rationales arkmsa --rationales arkmsa-aspect --rationales gpt4 \
   || echo "table worker: the required rows stopped with status $?"
 extras=$repo/benchmarks/table_extras.py
-"$repo/.venv/bin/python" "$extras" list | while read -r name ds; do
-  out=runs/extras/$name/$ds/seed0
+"$repo/.venv/bin/python" "$extras" list | while read -r name ds out; do
   mkdir -p "$out"
   (
     flock -n 9 || { echo "extra $name/$ds: being trained by another worker; skipped"; exit 0; }
     [ -f "$out/result.json" ] && exit 0
-    echo "run extra $name/$ds/seed0 (benchmarks/table_extras.py)"
+    echo "run extra $name/$ds in $out (benchmarks/table_extras.py)"
     "$repo/.venv/bin/python" "$extras" config --name "$name" --dataset "$ds" --out "$out.config.json" \
       && "$lrsa" train --config "$out.config.json" --out "$out" --cache-dir runs/reproduce/cache </dev/null
   ) 9>"$out.lock" || echo "table worker: extra $name/$ds stopped with status $?"
