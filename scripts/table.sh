@@ -13,6 +13,11 @@
 # (scripts/table_worker.sh) trains the required rows, then the backbone probe and the levers
 # (benchmarks/table_extras.py), then the optional rows.
 set -euo pipefail
+case "${1:-}" in
+  "" | --report) ;;
+  -h | --help) sed -n '2,5p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  *) echo "table: unknown argument '$1' (expected nothing or --report; --help)" >&2; exit 2 ;;
+esac
 cd "$(dirname "$0")/.."
 repo=$PWD
 [ -x .venv/bin/lrsa ] || bash scripts/setup.sh

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import re
 import shlex
+import subprocess
 import sys
 
 import pytest
@@ -97,3 +98,12 @@ def test_the_report_pairs_records_with_the_tables_seed0_and_rejects_other_code_o
     (tmp_path / "records/masc-gate-zero/twitter2015.json").write_text(json.dumps(bad))
     with pytest.raises(ValueError, match="snapshot"):
         tx.build(tmp_path / "records")
+
+
+def test_table_sh_starts_no_worker_on_an_argument_it_does_not_know(tmp_path):
+    # `bash scripts/table.sh --help` once started two more workers; now only "" and --report act
+    out = subprocess.run(["bash", str(REPO / "scripts" / "table.sh"), "--bogus"], capture_output=True, text=True,
+                         cwd=tmp_path)
+    assert out.returncode == 2 and "unknown argument '--bogus'" in out.stderr
+    usage = subprocess.run(["bash", str(REPO / "scripts" / "table.sh"), "--help"], capture_output=True, text=True)
+    assert usage.returncode == 0 and "--report" in usage.stdout and "table:" not in usage.stdout
