@@ -125,11 +125,10 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     from lrsa.config import RunConfig
     from lrsa.env import machine
-    from lrsa.features.side_cache import FrozenTextEncoder
     from lrsa.io import git_commit
     from lrsa.model import attribution as A
     from lrsa.model.inputs import collate
-    from lrsa.model.lrsa import load_checkpoint
+    from lrsa.model.lrsa import load_checkpoint, load_side_encoder
     from lrsa.training.data import load_rationales, load_split
 
     ckpt = args.checkpoint
@@ -142,7 +141,7 @@ def main() -> None:
     net.set_precision(run.train.precision)
     dataset = run.train.dataset
     se = meta.get("side_encoder")
-    enc = se and FrozenTextEncoder(se["backbone"], se["max_tokens"], precision=run.train.precision)
+    enc = load_side_encoder(se, precision=run.train.precision)
     if run.model.side_encoder != "frozen":
         sys.exit("this benchmark reads checkpoints with a frozen side encoder")
     rats = load_rationales(run)

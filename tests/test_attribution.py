@@ -111,15 +111,13 @@ class Model:
 
     def __init__(self, path: Path):
         from lrsa.config import RunConfig
-        from lrsa.features.side_cache import FrozenTextEncoder
-        from lrsa.model.lrsa import load_checkpoint
+        from lrsa.model.lrsa import load_checkpoint, load_side_encoder
 
         self.net, self.tokenizer, meta = load_checkpoint(path)
         self.run = RunConfig.model_validate(meta["run"])
         self.net.set_precision(self.run.train.precision)
         se = meta["side_encoder"]  # None: a model without side texts
-        self.side_encoder = se and FrozenTextEncoder(se["backbone"], se["max_tokens"],
-                                                     precision=self.run.train.precision)
+        self.side_encoder = load_side_encoder(se, precision=self.run.train.precision)
 
 
 class Posts:

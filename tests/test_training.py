@@ -725,3 +725,36 @@ def test_committed_masc_reports_hold_every_baseline_row():
             assert set(report["masc_baselines"]) == {"majority", "reason_stated"}, (table, d)
             for b in report["masc_baselines"].values():
                 assert b["test"]["acc"] > 40 and b["dev"]["acc"] > 40
+
+
+def test_side_encoder_depth_reads_the_first_layers_and_travels_with_the_checkpoint(tmp_path):
+    from transformers import AutoModel
+
+    from lrsa import LRSA
+    from lrsa.features.side_cache import FrozenTextEncoder
+    from lrsa.features.text import resolve_backbone
+    from lrsa.training import loop
+
+    texts = ["a man in a blue suit", "coach standing on a baseball field addressing the players", ""]
+    full = AutoModel.from_pretrained(resolve_backbone("minilm")).eval()
+    for n in (0, 1):  # 0: the embedding layer alone
+        enc = FrozenTextEncoder("minilm", 48, cache_dir=tmp_path / "c", layers=n)
+        states, mask = enc.encode(texts)
+        ids = enc.tokenizer(texts[:2], padding=True, return_tensors="pt")
+        with torch.inference_mode():
+            want = full(**ids, output_hidden_states=True).hidden_states[n]
+        for i in range(2):
+            k = int(mask[i].sum())
+            assert torch.allclose(states[i, :k].float(), want[i, :k], atol=2e-2), n
+        assert not mask[2].any()
+    keys = {FrozenTextEncoder("minilm", 48, layers=n).key(texts) for n in (None, 0, 1)}
+    assert len(keys) == 3  # one depth's cached states never stand in for another's
+    with pytest.raises(ValueError, match="has 6 layers"):
+        FrozenTextEncoder("minilm", 48, layers=7).model
+    # a model trained with a 1-layer side encoder records it, and loads and predicts with that depth
+    run = _run("lrsa", **{"model.side_layers": 1, "model.side_max_tokens": 48, "train.epochs": 1})
+    loop.train(run, tmp_path / "run", cache_dir=tmp_path / "c", log=lambda m: None)
+    model = LRSA.from_pretrained(tmp_path / "run")
+    assert model.meta["side_encoder"]["layers"] == 1
+    assert len(model._posts.side_encoder.model.encoder.layer) == 1
+    assert model.predict("Chuck Bass is everything #MCM", image_text="a man in a suit").used_rationales

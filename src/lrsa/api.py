@@ -113,7 +113,8 @@ class LRSA:
         if (m.uses_rationales or m.image_side == "captions"):
             if m.side_encoder == "frozen":
                 side = FrozenTextEncoder(m.side_backbone or m.backbone, m.side_max_tokens,
-                                         precision=kwargs.get("precision") or run.train.precision)
+                                         precision=kwargs.get("precision") or run.train.precision,
+                                         layers=m.side_layers)
                 side_dim = side.hidden_size
             else:
                 from transformers import AutoConfig

@@ -54,6 +54,10 @@ class ModelConfig(_Strict):
     # side texts (captions, L_t, L_i) arrive whole: 256 MiniLM tokens keep >= 95 % of every source whole
     # (docs/design.md has the measured lengths; the longest p95 is GPT-4's descriptions, 248)
     side_max_tokens: int = 256
+    # depth of the frozen side encoder: side texts go through its first N transformer layers (0: its
+    # embedding layer alone: token + position embeddings, layer-normed); None = every layer. Served cost of
+    # a post scales with it (docs/training.md, "Side-encoder depth of the main job")
+    side_layers: int | None = Field(default=None, ge=0)
     rationale_text: bool = True  # read L_t; False = the image rationale only (dual / single fusion)
     # fine-tune only the top N transformer layers; the frozen lower layers' states are cached on disk
     # during training (BERT-family backbones). None = fine-tune every layer.

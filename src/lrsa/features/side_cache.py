@@ -2,8 +2,9 @@
 
 Training fine-tunes only the tweet encoder; the rationale and caption texts go through a frozen copy
 of the pretrained backbone once, and their states are stored (fp16 safetensors, atomic writes) keyed
-by the encoder's weights, the token limit, the compute precision (``lrsa.precision``: fp32 or bf16
-autocast) and the texts. A rerun, another seed or another variant reads the same file instead of
+by the encoder's weights, the token limit, the depth (``layers``: the first N transformer layers, 0 = the
+embedding layer alone; None = all), the compute precision (``lrsa.precision``: fp32 or bf16 autocast) and
+the texts. A rerun, another seed or another variant reads the same file instead of
 re-encoding.
 """
 
@@ -53,15 +54,32 @@ def atomic_save_safetensors(tensors: dict[str, torch.Tensor], dest: Path, metada
         raise
 
 
+def truncate_layers(model: torch.nn.Module, n: int, name: str) -> None:
+    """Keep the first ``n`` transformer layers of a BERT-family encoder (``model.encoder.layer``; 0 leaves
+    the embedding layer alone), in place."""
+    layers = getattr(getattr(model, "encoder", None), "layer", None)
+    if not isinstance(layers, torch.nn.ModuleList):
+        raise ValueError(f"side encoder {name!r}: cannot choose its depth (no encoder.layer list in "
+                         f"{type(model).__name__}); leave model.side_layers unset")
+    if n > len(layers):
+        raise ValueError(f"side encoder {name!r} has {len(layers)} layers; model.side_layers={n} asks for more")
+    model.encoder.layer = torch.nn.ModuleList(list(layers)[:n])
+    model.config.num_hidden_layers = n
+
+
 class FrozenTextEncoder:
-    """Encodes texts with a frozen backbone; returns padded fp16 token states and a mask."""
+    """Encodes texts with a frozen backbone (its first ``layers`` transformer layers; None: all); returns
+    padded fp16 token states and a mask."""
 
     def __init__(self, backbone: str, max_tokens: int = 64, cache_dir: str | Path | None = None,
-                 batch_size: int = 32, precision: str = "fp32"):
+                 batch_size: int = 32, precision: str = "fp32", layers: int | None = None):
         self.backbone = backbone
         self.precision = check(precision)
         self.path = resolve_backbone(backbone)
         self.max_tokens = max_tokens
+        if layers is not None and layers < 0:
+            raise ValueError(f"side encoder layers must be >= 0 or None (all), got {layers}")
+        self.layers = layers
         self.cache_dir = Path(cache_dir) if cache_dir else None
         self.batch_size = batch_size
         self._model = None
@@ -73,9 +91,12 @@ class FrozenTextEncoder:
     @property
     def model(self):
         if self._model is None:
-            self._model = load_encoder(self.path).eval()
-            for p in self._model.parameters():
+            model = load_encoder(self.path).eval()
+            if self.layers is not None:
+                truncate_layers(model, self.layers, self.backbone)
+            for p in model.parameters():
                 p.requires_grad_(False)
+            self._model = model
         return self._model
 
     @property
@@ -94,6 +115,8 @@ class FrozenTextEncoder:
     def key(self, texts: list[str]) -> str:
         h = hashlib.sha256()
         head = {"weights": weights_fingerprint(self.path), "max": self.max_tokens}
+        if self.layers is not None:  # the full encoder's keys stay those written before depth existed
+            head["layers"] = self.layers
         if self.precision != "fp32":  # fp32 keys stay those of the caches written before precision existed
             head["precision"] = self.precision
         if self.quantized:  # int8 states (lrsa.model.quantize) never mix with the reference's

@@ -224,7 +224,8 @@ def checkpoint_meta(run: Any, side_encoder: Any, side_dim: int, rat_prov: dict |
         "side_dim": side_dim,
         "side_encoder": None if side_encoder is None else {
             "backbone": side_encoder.backbone, "max_tokens": side_encoder.max_tokens,
-            "fingerprint": weights_fingerprint(side_encoder.path)},
+            "fingerprint": weights_fingerprint(side_encoder.path),
+            **({"layers": side_encoder.layers} if side_encoder.layers is not None else {})},
         "training": {"dataset": run.train.dataset,
                      "rationale_source": run.train.rationale_source if m.uses_rationales else None,
                      "rationale_provenance": rat_prov,
@@ -306,13 +307,15 @@ def record_scores(path: str | Path, dev: dict | None, test: dict | None) -> dict
 
 def load_side_encoder(spec: dict[str, Any] | None, cache_dir: str | Path | None = None,
                       precision: str = "fp32") -> Any:
-    """The frozen side encoder of a checkpoint's ``side_encoder`` record (backbone, max_tokens, fingerprint),
-    its weights checked against the fingerprint it was trained with; None for a model without one."""
+    """The frozen side encoder of a checkpoint's ``side_encoder`` record (backbone, max_tokens, fingerprint,
+    ``layers`` when not all), its weights checked against the fingerprint it was trained with; None for a model
+    without one."""
     from lrsa.features.side_cache import FrozenTextEncoder, weights_fingerprint
 
     if not spec:
         return None
-    enc = FrozenTextEncoder(spec["backbone"], spec["max_tokens"], cache_dir=cache_dir, precision=precision)
+    enc = FrozenTextEncoder(spec["backbone"], spec["max_tokens"], cache_dir=cache_dir, precision=precision,
+                            layers=spec.get("layers"))
     got = weights_fingerprint(enc.path)
     if got != spec["fingerprint"]:
         raise RuntimeError(f"side encoder {spec['backbone']!r} at {enc.path} has weights {got[:12]}..., "

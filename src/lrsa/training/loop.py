@@ -195,7 +195,7 @@ def train(run: RunConfig, out_dir: str | Path, data_dir: str | Path | None = Non
     needs_side = m_cfg.uses_rationales or m_cfg.image_side == "captions"
     if needs_side and m_cfg.side_encoder == "frozen":
         side_encoder = FrozenTextEncoder(m_cfg.side_backbone or m_cfg.backbone, m_cfg.side_max_tokens,
-                                         cache_dir=cache_dir, precision=t_cfg.precision)
+                                         cache_dir=cache_dir, precision=t_cfg.precision, layers=m_cfg.side_layers)
         side_dim = side_encoder.hidden_size
     t0 = time.perf_counter()
     with fabric.rank_zero_first():  # rank 0 encodes and caches the side states; the others read the cache

@@ -57,7 +57,7 @@ def encode_side_states(profile: Profile, specs: list[RunSpec], cache_dir: Path, 
             continue
         set_threads(run.train.threads)
         enc = FrozenTextEncoder(m.side_backbone or m.backbone, m.side_max_tokens, cache_dir=cache_dir,
-                                precision=run.train.precision)
+                                precision=run.train.precision, layers=m.side_layers)
         path = resolve_backbone(m.backbone)
         tok = load_tokenizer(path)
         rationales = load_rationales(run)
