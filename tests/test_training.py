@@ -699,6 +699,8 @@ def test_main_profile_leaves_its_model_where_the_readme_and_main_sh_say():
     assert all(c.train.train_limit is None and c.train.epochs == rp.MAIN_SCHEDULE["epochs"] for c in configs)
     assert configs[1].train.modality_dropout > 0 and configs[1].model.fusion == "dual"
     assert configs[1].train.rationale_dropout == 0.0  # 0.3 cost 1.5 dev points (docs/training.md)
+    assert configs[1].model.side_layers == 0  # the embedding layer alone: served dev 53.34 vs 52.71 (six layers)
+    assert all(rp.run_config(rp.PROFILES["full"], s).model.side_layers is None for s in rp.plan(rp.PROFILES["full"]))
     from lrsa.precision import cpu_has_bf16
 
     # the main job computes in bf16 where the CPU has it natively (else emulated: slower), the tables in fp32
