@@ -326,6 +326,39 @@ def test_reproduce_workers_skip_a_run_another_worker_holds(tmp_path, monkeypatch
     assert rows["text"]["status"] == "missing"
 
 
+def test_reproduce_retrains_a_run_whose_profile_changed_and_keeps_the_old_one_aside(tmp_path, monkeypatch):
+    """A main job rerun after the profile's model changed (e.g. side_layers) must not count the old run as
+    done: it once failed because the old record stood for the new run while its directory was gone."""
+    import dataclasses
+
+    from lrsa.training import reproduce as rp
+
+    tiny = _tiny_profile(rp)
+    monkeypatch.setitem(rp.PROFILES, "tiny", tiny)
+    trained: list[dict] = []
+
+    def fake_train(run, out, **kw):
+        trained.append(run.model_dump())
+        (out / "config.json").write_text(json.dumps(run.model_dump()))
+        (out / "result.json").write_text(json.dumps({"config": run.model_dump()}))
+
+    monkeypatch.setattr("lrsa.training.loop.train", fake_train)
+    monkeypatch.setattr("lrsa.training.tables.run.write_record", lambda *a, **k: None)
+    monkeypatch.setattr("lrsa.training.tables.run.sync_records", lambda *a, **k: None)
+    monkeypatch.setattr("lrsa.training.tables.run.write_report", lambda *a, **k: tmp_path / "report.md")
+    rp.reproduce("tiny", runs=tmp_path / "runs", variants=["text"], log=lambda m: None)
+    rp.reproduce("tiny", runs=tmp_path / "runs", variants=["text"], log=lambda m: None, threads=2)
+    assert len(trained) == 1  # the same config (where it runs aside): done
+    monkeypatch.setitem(rp.PROFILES, "tiny", dataclasses.replace(tiny, model={"side_max_tokens": 32}))
+    logs: list[str] = []
+    rp.reproduce("tiny", runs=tmp_path / "runs", variants=["text"], log=logs.append)
+    assert len(trained) == 2 and trained[1]["model"]["side_max_tokens"] == 32
+    out = rp.run_dir(tmp_path / "runs", tiny, rp.RunSpec("twitter2015", "span", "text", 0))
+    old = [p for p in out.parent.iterdir() if p.name.startswith(f"{out.name}.old-")]
+    assert len(old) == 1 and json.loads((old[0] / "config.json").read_text())["model"]["side_max_tokens"] != 32
+    assert any("held another config" in m for m in logs)
+
+
 def test_top2_profile_keeps_the_first_tables_schedule_and_rows():
     from lrsa.training import reproduce as rp
 

@@ -8,6 +8,7 @@ the reports are rebuilt (``lrsa.training.tables.report``).
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -85,6 +86,7 @@ def reproduce(profile_name: str, runs: str | Path = "runs/reproduce", results: s
     """Run (or resume) the profile's runs, then write one report per dataset. Returns report paths.
     ``redo_legacy``: retrain the runs whose records are legacy (no per-item counts). ``encode_only``: only
     write the runs' frozen side-text states into the cache (``encode_side_states``); no run, no report."""
+    from lrsa.config import RunConfig
     from lrsa.training.loop import train
 
     profile = PROFILES[profile_name]
@@ -98,11 +100,20 @@ def reproduce(profile_name: str, runs: str | Path = "runs/reproduce", results: s
         return {}
     sync_records(profile, runs, results, data_dir, log)
 
+    def current(spec: RunSpec, cfg: dict[str, Any] | None) -> bool:
+        """A finished run counts only if its config is the one the plan asks for now (where it ran aside): a
+        profile whose schedule or model changed retrains its runs (a record without a config counts)."""
+        if cfg is None:
+            return True
+        return _where_aside(RunConfig.model_validate(cfg)) == \
+            _where_aside(run_config(profile, spec, overrides, threads))
+
     def finished(spec: RunSpec, out: Path) -> bool:
         if (out / "result.json").exists():
-            return True
+            return current(spec, json.loads((out / "config.json").read_text(encoding="utf-8")))
         rec = read_record(results, spec.key)
-        return rec is not None and not (redo_legacy and rec["origin"] == "legacy")
+        return rec is not None and not (redo_legacy and rec["origin"] == "legacy") and \
+            current(spec, rec["result"].get("config"))
 
     done = 0
     failed: list[str] = []
@@ -125,6 +136,15 @@ def reproduce(profile_name: str, runs: str | Path = "runs/reproduce", results: s
         try:
             if finished(spec, out):  # finished by another worker meanwhile
                 continue
+            if (out / "config.json").exists() and not current(
+                    spec, json.loads((out / "config.json").read_text(encoding="utf-8"))):
+                old = out.with_name(f"{out.name}.old-{time.strftime('%Y%m%dT%H%M%S')}")
+                old.mkdir()
+                for f in out.iterdir():
+                    if f.name != ".worker.lock":
+                        f.rename(old / f.name)
+                log(f"[{time.perf_counter() - t0:6.0f}s] {spec.key}: its run directory held another config "
+                    f"(an older schedule or model): moved to {old}")
             log(f"[{time.perf_counter() - t0:6.0f}s] run {spec.key}")
             train(run_config(profile, spec, overrides, threads), out, data_dir=data_dir, cache_dir=cache_dir,
                   log=lambda m: log(f"  {m}"))
@@ -153,6 +173,13 @@ def reproduce(profile_name: str, runs: str | Path = "runs/reproduce", results: s
     log(f"{done} run(s) trained in {time.perf_counter() - t0:.0f}s; reports: "
         + ", ".join(str(p) for p in paths.values()))
     return paths
+
+
+def _where_aside(run: Any) -> Any:
+    """A run config without where it runs (threads, devices, nodes, accelerator): what a finished run must
+    match to stand for a planned one."""
+    return run.model_copy(update={"train": run.train.model_copy(update={
+        "devices": 1, "num_nodes": 1, "accelerator": "auto", "threads": None})})
 
 
 def sync_records(profile: Profile, runs: Path, results: Path, data_dir: str | Path | None,
