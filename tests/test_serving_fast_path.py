@@ -149,6 +149,7 @@ def test_committed_speed_figures_hold_the_service_keys_and_the_scores_as_served(
     assert service["load_generator"].startswith("wrk")
     for key in ("requests_per_s", "p95_ms", "errors", "rss_growth_pct"):
         assert isinstance(service[key], (int, float)), key
+    assert len(service["commit"]) == 40 and not service["commit"].endswith("+dirty"), service["commit"]
     rows = {k: v for k, v in speed["served_scores"].items() if not k.startswith("_")}
     assert {"main_text", "main_lrsa"} <= set(rows)
     for name, row in rows.items():
