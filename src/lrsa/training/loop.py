@@ -329,10 +329,17 @@ def _gather(t: torch.Tensor, world: int) -> torch.Tensor:
     return torch.stack(parts)
 
 
+def without_placement(run: RunConfig) -> RunConfig:
+    """A run config without where it runs (devices, nodes, accelerator, threads): what a finished run must match
+    to stand for a planned one (``lrsa.training.tables.run``)."""
+    return run.model_copy(update={"train": run.train.model_copy(update={
+        "devices": 1, "num_nodes": 1, "accelerator": "auto", "threads": None})})
+
+
 def _comparable(run: RunConfig) -> RunConfig:
     """What must match to resume a run: everything but the epoch budget and where it runs."""
-    return run.model_copy(update={"train": run.train.model_copy(update={
-        "epochs": 0, "devices": 1, "num_nodes": 1, "accelerator": "auto", "threads": None})})
+    run = without_placement(run)
+    return run.model_copy(update={"train": run.train.model_copy(update={"epochs": 0})})
 
 
 def finish(run: RunConfig, out: Path, data_dir, cache_dir, history, best_epoch, stopped, log: Log) -> dict:

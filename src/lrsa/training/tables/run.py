@@ -87,7 +87,7 @@ def reproduce(profile_name: str, runs: str | Path = "runs/reproduce", results: s
     ``redo_legacy``: retrain the runs whose records are legacy (no per-item counts). ``encode_only``: only
     write the runs' frozen side-text states into the cache (``encode_side_states``); no run, no report."""
     from lrsa.config import RunConfig
-    from lrsa.training.loop import train
+    from lrsa.training.loop import train, without_placement
 
     profile = PROFILES[profile_name]
     runs = Path(runs)
@@ -105,12 +105,16 @@ def reproduce(profile_name: str, runs: str | Path = "runs/reproduce", results: s
         profile whose schedule or model changed retrains its runs (a record without a config counts)."""
         if cfg is None:
             return True
-        return _where_aside(RunConfig.model_validate(cfg)) == \
-            _where_aside(run_config(profile, spec, overrides, threads))
+        return without_placement(RunConfig.model_validate(cfg)) == \
+            without_placement(run_config(profile, spec, overrides, threads))
+
+    def dir_config(out: Path) -> dict[str, Any] | None:
+        path = out / "config.json"
+        return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
 
     def finished(spec: RunSpec, out: Path) -> bool:
         if (out / "result.json").exists():
-            return current(spec, json.loads((out / "config.json").read_text(encoding="utf-8")))
+            return current(spec, dir_config(out))
         rec = read_record(results, spec.key)
         return rec is not None and not (redo_legacy and rec["origin"] == "legacy") and \
             current(spec, rec["result"].get("config"))
@@ -136,8 +140,7 @@ def reproduce(profile_name: str, runs: str | Path = "runs/reproduce", results: s
         try:
             if finished(spec, out):  # finished by another worker meanwhile
                 continue
-            if (out / "config.json").exists() and not current(
-                    spec, json.loads((out / "config.json").read_text(encoding="utf-8"))):
+            if not current(spec, dir_config(out)):  # an interrupted run of the same config resumes
                 old = out.with_name(f"{out.name}.old-{time.strftime('%Y%m%dT%H%M%S')}")
                 old.mkdir()
                 for f in out.iterdir():
@@ -173,13 +176,6 @@ def reproduce(profile_name: str, runs: str | Path = "runs/reproduce", results: s
     log(f"{done} run(s) trained in {time.perf_counter() - t0:.0f}s; reports: "
         + ", ".join(str(p) for p in paths.values()))
     return paths
-
-
-def _where_aside(run: Any) -> Any:
-    """A run config without where it runs (threads, devices, nodes, accelerator): what a finished run must
-    match to stand for a planned one."""
-    return run.model_copy(update={"train": run.train.model_copy(update={
-        "devices": 1, "num_nodes": 1, "accelerator": "auto", "threads": None})})
 
 
 def sync_records(profile: Profile, runs: Path, results: Path, data_dir: str | Path | None,
