@@ -485,6 +485,28 @@ def test_a_table_row_takes_only_records_of_its_snapshot_and_names_their_machines
     assert "Excluded records (1" in (results / "twitter2015" / "report.md").read_text()
 
 
+def test_a_report_counts_the_runs_of_each_machine_and_names_rows_that_mix_them():
+    """The table's runs come from whichever CPU a session draws: the report counts runs per machine and names
+    every row whose seeds ran on more than one (the same seed trains to other numbers on other kernels)."""
+    from lrsa.training.tables.report import render
+    from tests.conftest import REPO
+
+    report = json.loads((REPO / "results/twitter2015/report.json").read_text())
+    rows = [r for r in report["rows"] if len(r["per_seed"]) >= 2]
+    n_runs = sum(len(r["per_seed"]) for r in report["rows"])
+    for r in report["rows"]:  # one machine everywhere
+        for p in r["per_seed"]:
+            p["cpu"] = "CPU A (avx2), 1 thread(s), torch x"
+    line = next(ln for ln in render(report, "twitter2015").splitlines() if ln.startswith("Machines of the runs"))
+    assert f"CPU A (avx2), 1 thread(s), torch x ({n_runs} runs)" in line and "more than one machine" not in line
+    rows[0]["per_seed"][1]["cpu"] = "CPU B (avx512_bf16), 1 thread(s), torch x"
+    line = next(ln for ln in render(report, "twitter2015").splitlines() if ln.startswith("Machines of the runs"))
+    assert f"({n_runs - 1} runs); CPU B (avx512_bf16), 1 thread(s), torch x (1 run)" in line
+    mixed = line.split("more than one machine: ")[1]
+    assert mixed.startswith(f"{rows[0]['host']} {rows[0]['variant']} ({rows[0]['rationales']}) seeds ")
+    assert f"{rows[0]['per_seed'][1]['seed']} CPU B (avx512_bf16)" in mixed and mixed.count(" seeds ") == 1
+
+
 def test_masc_reports_keep_both_baselines_even_without_a_built_bundle(tmp_path, monkeypatch):
     """The reason_stated baseline was lost when a report was rebuilt on a machine without the aspect-level
     bundle; the bundle is now built from the data files, and both baseline rows are always there."""

@@ -7,6 +7,7 @@ Nothing is chosen on test.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -342,9 +343,16 @@ def render(report: dict[str, Any], dataset: str) -> str:
                       + "; ".join(f"{n} {v}" for n, v in PUBLISHED_MASC[dataset]) + "."]
     for note in report.get("notes", []):
         lines += ["", note]
-    cpus = sorted({p["cpu"] for r in rows for p in r["per_seed"] if p.get("cpu")})
+    cpus = Counter(p["cpu"] for r in rows for p in r["per_seed"] if p.get("cpu"))
     if cpus:
-        lines += ["", "Machines of the runs: " + "; ".join(cpus) + " (per seed in report.json)."]
+        mixed = [f"{r['host']} {r['variant']} ({r['rationales']}) seeds "
+                 + ", ".join(f"{p['seed']}" + (f" {p['cpu'].split(',')[0]}" if p.get("cpu") else "")
+                             for p in r["per_seed"])
+                 for r in rows if len({p.get("cpu") for p in r["per_seed"]}) > 1]
+        lines += ["", "Machines of the runs: " + "; ".join(f"{c} ({n} run{'s' if n > 1 else ''})"
+                                                           for c, n in sorted(cpus.items()))
+                  + " (per seed in report.json)."
+                  + (" Rows whose seeds ran on more than one machine: " + "; ".join(mixed) + "." if mixed else "")]
     if report.get("excluded_records"):
         lines += ["", f"Excluded records ({len(report['excluded_records'])}; not of the table's snapshot): "
                   + ", ".join(f"`{e['key']}` ({e['reason']})" for e in report["excluded_records"]) + "."]
