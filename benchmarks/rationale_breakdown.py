@@ -1,10 +1,15 @@
 """Where the rationales matter, over the table's runs: ``lrsa`` - ``text`` broken down by what the rationale holds.
 
 For each dataset, every seed k of the all-layer table (``lrsa reproduce --profile full``) that has both a span
-``text`` run and a span ``lrsa`` run (``--variant``, default ``lrsa-arkmsa``) whose records entered the table
-(``results/<dataset>/runs/span/<variant>/seed<k>.json`` of the snapshot commit) is read from its run
-directory's ``predictions_test.jsonl`` (the dev-selected checkpoint's test predictions). Gold test aspects are
-grouped by what the post's rationale (the lrsa run's bundle) holds:
+``text`` record and a span ``lrsa`` record (``--variant``, default ``lrsa-arkmsa``) in the table
+(``results/<dataset>/runs/span/<variant>/seed<k>.json`` of the snapshot commit) is read from its archived test
+predictions (the dev-selected checkpoint's, ``seed<k>.predictions_test.jsonl.gz`` beside the record). The
+script first archives them from the table's run directories (``--runs``, default the snapshot worktree's),
+for every record of the table whose run directory still holds them: a run directory lives on the machine that
+trained it, the archive is committed with the record. Seeds of the committed breakdown whose predictions were
+never archived (seeds 0-2 of the first rows: their machine was gone before archiving existed) are carried:
+their per-seed differences and recall means are kept from the committed file (``carried``) and the new seeds
+are added to them. Gold test aspects are grouped by what the post's rationale (the lrsa run's bundle) holds:
 
 - ``L_i names the aspect``: the aspect's words occur in the image rationale (case-insensitive);
 - ``post has an image description``: L_i is non-empty;
@@ -30,13 +35,14 @@ Writes the breakdowns into ``results/<dataset>/attribution.json`` (keys ``table_
 ``attribution.md`` (benchmarks/attribution_faithfulness.py's markdown). Cheap: reads files only.
 
     .venv/bin/python benchmarks/rationale_breakdown.py [--dataset twitter2015 ...] [--runs DIR]
+
+(``bash scripts/table.sh --report`` runs it after rebuilding the reports.)
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 from statistics import mean, stdev
@@ -52,15 +58,27 @@ def default_runs() -> Path:
     return REPO.parent / f"lrsa-table-{snap[:12]}" / "runs" / "reproduce" / "full"
 
 
-def read_predictions(path: Path) -> dict[str, set[tuple[int, int, str]]]:
-    out = {}
-    for n, line in enumerate(path.read_text().splitlines(), 1):
-        try:
-            rec = json.loads(line)
-            out[rec["id"]] = {(a["start"], a["end"], a["polarity"]) for a in rec["aspects"]}
-        except (json.JSONDecodeError, KeyError, TypeError) as err:
-            raise SystemExit(f"{path}: line {n}: malformed prediction record ({err})") from None
-    return out
+def archive_all(runs: Path, results: Path, log=print) -> int:
+    """Archive, beside its record, the test predictions of every run of the full profile whose record is in
+    ``results`` and whose run directory (under ``runs``) still holds them (``lrsa.training.records.
+    archive_predictions``: checked against the record's per-item counts; written once). Returns how many."""
+    from lrsa.data import load_dataset
+    from lrsa.training.records import archive_predictions
+    from lrsa.training.reproduce import PROFILES
+    from lrsa.training.tables.plan import plan
+
+    gold: dict[str, list] = {}
+    written = 0
+    for spec in plan(PROFILES["full"]):
+        run_dir = runs / spec.key
+        if not (run_dir / "predictions_test.jsonl").is_file():
+            continue
+        if spec.dataset not in gold:
+            gold[spec.dataset] = load_dataset(spec.dataset, "test")
+        if archive_predictions(results, spec.key, run_dir, gold[spec.dataset]):
+            written += 1
+            log(f"archived the test predictions of {spec.key}")
+    return written
 
 
 def groups_of(ex, aspect, rat, text_pred: set[tuple[int, int, str]]) -> list[str]:
@@ -89,15 +107,78 @@ def f1(pred: dict[str, set], examples) -> float:
     return 100 * 2 * p * r / max(1e-9, p + r)
 
 
-def aggregate(per_seed: dict[str, dict[str, list[tuple[bool, bool]]]], seeds: list[str]) -> dict:
-    """Per group: the share of its gold aspects each model gets right (lrsa, text) per seed, then over seeds the
-    means, the mean seed-paired difference, its std, the per-seed differences and the t-interval over seeds."""
+def _seed_order(seed: str) -> int:
+    return int(seed.removeprefix("seed"))
+
+
+def _n_range(values: list) -> int | str:
+    """One group size, or ``"lo-hi"`` where it differs between seeds (groups defined by a model's answer)."""
+    nums = [int(x) for v in values for x in str(v).split("-")]
+    return nums[0] if len(set(nums)) == 1 else f"{min(nums)}-{max(nums)}"
+
+
+def carried(old: dict | None, archived: list[str], what: str) -> dict | None:
+    """The seeds of the committed breakdown ``old`` whose test predictions are not archived (their run
+    directories were lost with the machine that trained them, before predictions were archived): their
+    per-seed differences and recall means, kept so that a rerun adds new seeds to them instead of dropping
+    them. ``what`` names the breakdown in errors. None when every seed of ``old`` is archived."""
+    if not old or not old.get("seeds"):
+        return None
+    lost = [k for k in old["seeds"] if k not in archived]
+    if not lost:
+        return None
+    prev = old.get("carried")
+    if prev:
+        if lost != prev["seeds"]:
+            raise SystemExit(f"{what}: seeds {lost} have no archived predictions, but the committed breakdown "
+                             f"carries {prev['seeds']}: a carried seed's means cannot be split; rerun from the "
+                             "run directories")
+        return prev
+    if lost != old["seeds"]:
+        raise SystemExit(f"{what}: seeds {lost} of the committed breakdown have no archived predictions while "
+                         f"others of it do; its per-seed recalls were not kept, so they cannot be carried")
+    metric = "jmasa_f1" if "jmasa_f1" in old else "masc_acc"
+    short = [key for key, g in old["groups"].items() if len(g["per_seed"]) != len(lost)]
+    if short or len(old[metric]["per_seed"]) != len(lost):
+        raise SystemExit(f"{what}: groups {short or [metric]} of the committed breakdown lack a seed's difference")
+    return {"seeds": lost, "runs": old.get("runs"),
+            "note": "test predictions not archived (run directories lost with their machine); per-seed "
+                    "differences and recall means kept from the committed breakdown",
+            "overall": {k: old[metric][k] for k in ("lrsa", "text", "per_seed")},
+            "groups": {key: {k: g[k] for k in ("n", "recall_lrsa", "recall_text", "per_seed")}
+                       for key, g in old["groups"].items()}}
+
+
+def _combine(lrsa: list[float], text: list[float], diffs: dict[str, float], kept: dict | None,
+             kept_seeds: list[str]) -> dict:
+    """Means over the archived seeds' per-seed values and the carried seeds' means (weighted by seeds), the
+    per-seed differences in seed order and their t-interval."""
     from lrsa.training.stats import seed_t_interval
 
-    keys = sorted({key for g in per_seed.values() for key in g}, key=lambda s: (s != "all gold aspects", s))
+    n_kept = len(kept_seeds) if kept else 0
+    if kept:
+        diffs = {**dict(zip(kept_seeds, kept["per_seed"])), **diffs}
+    order = sorted(diffs, key=_seed_order)
+    ds = [diffs[k] for k in order]
+    n = n_kept + len(lrsa)
+    mean_l = ((kept["recall_lrsa" if "recall_lrsa" in kept else "lrsa"] * n_kept if kept else 0) + sum(lrsa)) / n
+    mean_t = ((kept["recall_text" if "recall_text" in kept else "text"] * n_kept if kept else 0) + sum(text)) / n
+    return {"lrsa": round(mean_l, 2), "text": round(mean_t, 2), "diff": round(mean(ds), 2),
+            "diff_std": round(stdev(ds), 2) if len(ds) > 1 else None, "seeds": order,
+            "per_seed": [round(x, 2) for x in ds], "seed_ci95": seed_t_interval(ds)}
+
+
+def aggregate(per_seed: dict[str, dict[str, list[tuple[bool, bool]]]], seeds: list[str],
+              carry: dict | None = None) -> dict:
+    """Per group: the share of its gold aspects each model gets right (lrsa, text) per seed, then over seeds
+    (the archived ``seeds`` and the ``carry``-ed ones) the means, the mean seed-paired difference, its std,
+    the per-seed differences (seed order) and the t-interval over seeds."""
+    kept_groups = carry["groups"] if carry else {}
+    keys = sorted({key for g in per_seed.values() for key in g} | set(kept_groups),
+                  key=lambda s: (s != "all gold aspects", s))
     out = {}
     for key in keys:
-        rl, rt, diffs, ns = [], [], [], []
+        rl, rt, diffs, ns = [], [], {}, []
         for k in seeds:
             hits = per_seed[k].get(key, [])
             if not hits:
@@ -105,40 +186,49 @@ def aggregate(per_seed: dict[str, dict[str, list[tuple[bool, bool]]]], seeds: li
             ns.append(len(hits))
             rl.append(100 * mean(h[0] for h in hits))
             rt.append(100 * mean(h[1] for h in hits))
-            diffs.append(rl[-1] - rt[-1])
+            diffs[k] = rl[-1] - rt[-1]
+        kept = kept_groups.get(key)
+        if kept:
+            ns.append(kept["n"])
         if not ns:
             continue
-        out[key] = {"n": ns[0] if len(set(ns)) == 1 else f"{min(ns)}-{max(ns)}", "seeds": len(diffs),
-                    "recall_lrsa": round(mean(rl), 2), "recall_text": round(mean(rt), 2),
-                    "diff": round(mean(diffs), 2), "diff_std": round(stdev(diffs), 2) if len(diffs) > 1 else None,
-                    "per_seed": [round(x, 2) for x in diffs], "seed_ci95": seed_t_interval(diffs)}
+        c = _combine(rl, rt, diffs, kept, carry["seeds"] if carry else [])
+        out[key] = {"n": _n_range(ns), "seeds": len(c["seeds"]), "recall_lrsa": c["lrsa"], "recall_text": c["text"],
+                    "diff": c["diff"], "diff_std": c["diff_std"], "per_seed": c["per_seed"],
+                    "seed_ci95": c["seed_ci95"]}
     return out
 
 
-def paired_seeds(runs: Path, results: Path, dataset: str, host: str, variant: str) -> list[str]:
-    """The seeds (``seed<k>``) with a ``variant`` run and a ``text`` run of ``host`` (``span``, ``masc/aspect``)
-    that both entered the table (a record in ``results``) and whose test predictions are on disk."""
-    from lrsa.training.records import record_path
+def paired_seeds(results: Path, dataset: str, host: str, variant: str) -> list[str]:
+    """The seeds (``seed<k>``) with a ``variant`` record and a ``text`` record of ``host`` (``span``,
+    ``masc/aspect``) in the table, both with their test predictions archived beside them."""
+    from lrsa.training.records import predictions_path, record_path
 
-    base = runs / dataset / host
     seeds = []
-    for d in sorted((base / variant).glob("seed*")):
-        k = d.name
-        recs = [record_path(results, f"{dataset}/{host}/{v}/{k}") for v in (variant, "text")]
-        preds = [d / "predictions_test.jsonl", base / "text" / k / "predictions_test.jsonl"]
-        if all(p.exists() for p in recs + preds):
+    for rec in sorted((results / dataset / "runs" / host / variant).glob("seed*.json"),
+                      key=lambda p: _seed_order(p.stem)):
+        k = rec.stem
+        keys = [f"{dataset}/{host}/{v}/{k}" for v in (variant, "text")]
+        if all(record_path(results, key).is_file() and predictions_path(results, key).is_file() for key in keys):
             seeds.append(k)
     return seeds
 
 
-def hits_per_seed(base: Path, variant: str, seeds: list[str], examples, groups) -> tuple[dict, dict]:
-    """Per seed, the test predictions of the ``variant`` and ``text`` runs under ``base``, and every gold aspect's
-    (found by lrsa, found by text) under each group that ``groups(ex, aspect, text_pred)`` names."""
+def hits_per_seed(results: Path, prefix: str, variant: str, seeds: list[str], examples, groups) -> tuple[dict, dict]:
+    """Per seed, the archived test predictions of the ``variant`` and ``text`` records under ``prefix``
+    (``<dataset>/<host>``), and every gold aspect's (found by lrsa, found by text) under each group that
+    ``groups(ex, aspect, text_pred)`` names."""
+    from lrsa.training.metrics import read_predictions
+    from lrsa.training.records import predictions_path
+
+    def read(key: str) -> dict[str, set[tuple[int, int, str]]]:
+        pred = read_predictions(predictions_path(results, key), examples)
+        return {i: {(a.start, a.end, a.polarity) for a in aspects} for i, aspects in pred.items()}
+
     per_seed: dict[str, dict[str, list[tuple[bool, bool]]]] = {}
     preds = {}
     for k in seeds:
-        lrsa = read_predictions(base / variant / k / "predictions_test.jsonl")
-        text = read_predictions(base / "text" / k / "predictions_test.jsonl")
+        lrsa, text = read(f"{prefix}/{variant}/{k}"), read(f"{prefix}/text/{k}")
         preds[k] = (lrsa, text)
         g: dict[str, list[tuple[bool, bool]]] = {}
         for ex in examples:
@@ -151,33 +241,59 @@ def hits_per_seed(base: Path, variant: str, seeds: list[str], examples, groups) 
     return per_seed, preds
 
 
-def overall(scores: dict[str, tuple[float, float]]) -> dict:
-    """Per seed (lrsa, text) scores -> their means, the mean seed-paired difference and its t-interval."""
-    from lrsa.training.stats import seed_t_interval
+def overall(scores: dict[str, tuple[float, float]], carry: dict | None = None) -> dict:
+    """Per seed (lrsa, text) scores, with the carried seeds' -> their means, the mean seed-paired difference
+    and its t-interval."""
+    c = _combine([v[0] for v in scores.values()], [v[1] for v in scores.values()],
+                 {k: lr - tx for k, (lr, tx) in scores.items()}, carry["overall"] if carry else None,
+                 carry["seeds"] if carry else [])
+    return {k: c[k] for k in ("lrsa", "text", "diff", "per_seed", "seed_ci95")}
 
-    diffs = [lr - tx for lr, tx in scores.values()]
-    return {"lrsa": round(mean(v[0] for v in scores.values()), 2),
-            "text": round(mean(v[1] for v in scores.values()), 2), "diff": round(mean(diffs), 2),
-            "per_seed": [round(x, 2) for x in diffs], "seed_ci95": seed_t_interval(diffs)}
+
+def _bundle(dataset: str, source: str, level: str) -> dict:
+    """The rationale bundle the runs read, built from the data directory where this checkout lacks it (the
+    published sources are derived from the pinned data files, as the table's workers build them)."""
+    from lrsa.rationales.bundle import bundle_path, load_bundle
+    from lrsa.rationales.published import SOURCES, import_published
+
+    if not bundle_path(dataset, source).is_file() and source in SOURCES:
+        path, cov = import_published(dataset, source)
+        print(f"built rationale bundle {path} from the data directory ({cov})")
+    return load_bundle(dataset, source, level=level)
 
 
-def breakdown(dataset: str, runs: Path, variant: str, results: Path) -> dict:
+def _source(results: Path, key: str) -> str:
+    from lrsa.training.records import read_record
+
+    return read_record(results, key)["result"]["config"]["train"]["rationale_source"]
+
+
+def _finish(out: dict, seeds: list[str], carry: dict | None) -> dict:
+    out["seeds"] = sorted(seeds + (carry["seeds"] if carry else []), key=_seed_order)
+    out["archived_seeds"] = seeds
+    if carry:
+        out["carried"] = carry
+    return out
+
+
+def breakdown(dataset: str, variant: str, results: Path, old: dict | None = None) -> dict:
+    """The span host's breakdown from the archived predictions, with ``old``'s unarchived seeds carried."""
     from lrsa.data import load_dataset
-    from lrsa.rationales.bundle import load_bundle
 
     examples = load_dataset(dataset, "test")
-    base = runs / dataset / "span"
-    seeds = paired_seeds(runs, results, dataset, "span", variant)
-    if not seeds:
-        return {"variant": variant, "seeds": [], "groups": {}, "note": f"no seed with both runs under {base}"}
-    source = json.loads((base / variant / seeds[0] / "config.json").read_text())["train"]["rationale_source"]
-    rats = load_bundle(dataset, source, level="tweet")
-    per_seed, preds = hits_per_seed(base, variant, seeds, examples,
+    seeds = paired_seeds(results, dataset, "span", variant)
+    carry = carried(old, seeds, f"{dataset} span breakdown")
+    if not seeds and not carry:
+        return {"variant": variant, "seeds": [], "groups": {},
+                "note": f"no seed with both records and their archived test predictions under {results}"}
+    source = _source(results, f"{dataset}/span/{variant}/{seeds[0]}") if seeds else old["rationale_source"]
+    rats = _bundle(dataset, source, "tweet") if seeds else {}
+    per_seed, preds = hits_per_seed(results, f"{dataset}/span", variant, seeds, examples,
                                     lambda ex, a, text_pred: groups_of(ex, a, rats.get(ex.id), text_pred))
     f1s = {k: (f1(lrsa, examples), f1(text, examples)) for k, (lrsa, text) in preds.items()}
-    return {"variant": variant, "rationale_source": source, "seeds": seeds,
-            "runs": os.path.relpath(base.resolve(), REPO), "jmasa_f1": overall(f1s),
-            "groups": aggregate(per_seed, seeds)}
+    return _finish({"variant": variant, "rationale_source": source,
+                    "predictions": f"results/{dataset}/runs/span/<row>/seed<k>.predictions_test.jsonl.gz",
+                    "jmasa_f1": overall(f1s, carry), "groups": aggregate(per_seed, seeds, carry)}, seeds, carry)
 
 
 def masc_groups_of(ex, aspect, reason: str, text_pred: set[tuple[int, int, str]]) -> list[str]:
@@ -193,35 +309,38 @@ def masc_groups_of(ex, aspect, reason: str, text_pred: set[tuple[int, int, str]]
     return keys
 
 
-def masc_breakdown(dataset: str, runs: Path, variant: str, results: Path) -> dict:
+def masc_breakdown(dataset: str, variant: str, results: Path, old: dict | None = None) -> dict:
     """The aspect host (MASC: the gold aspects are given, the model gives their polarity): ``lrsa`` - ``text``
     accuracy grouped by the sentiment that the aspect's own reason (``arkmsa-aspect``, written by MiniGPT-4
     toward that aspect; what the MASC ``lrsa`` row reads as L_t) states in its opening "Sentiment: X" — the
     gold one, another one, or none — and by whether that stated sentiment agrees with the same seed's ``text``
     model. The gold label only groups the aspects."""
     from lrsa.data import load_dataset
-    from lrsa.rationales.bundle import load_bundle
     from lrsa.rationales.published import aspect_key
 
     examples = load_dataset(dataset, "test")
-    base = runs / dataset / "masc" / "aspect"
-    seeds = paired_seeds(runs, results, dataset, "masc/aspect", variant)
-    if not seeds:
-        return {"variant": variant, "seeds": [], "groups": {}, "note": f"no seed with both runs under {base}"}
-    source = json.loads((base / variant / seeds[0] / "config.json").read_text())["train"]["rationale_source"]
-    reasons = load_bundle(dataset, source, level="aspect")
-    per_seed, _ = hits_per_seed(base, variant, seeds, examples, lambda ex, a, text_pred: masc_groups_of(
-        ex, a, reasons[aspect_key(ex.id, a.start, a.end)].text, text_pred))
+    seeds = paired_seeds(results, dataset, "masc/aspect", variant)
+    carry = carried(old, seeds, f"{dataset} MASC breakdown")
+    if not seeds and not carry:
+        return {"variant": variant, "seeds": [], "groups": {},
+                "note": f"no seed with both records and their archived test predictions under {results}"}
+    source = _source(results, f"{dataset}/masc/aspect/{variant}/{seeds[0]}") if seeds else old["rationale_source"]
+    reasons = _bundle(dataset, source, "aspect") if seeds else {}
+    per_seed, _ = hits_per_seed(results, f"{dataset}/masc/aspect", variant, seeds, examples,
+                                lambda ex, a, text_pred: masc_groups_of(
+                                    ex, a, reasons[aspect_key(ex.id, a.start, a.end)].text, text_pred))
     accs = {k: tuple(100 * mean(h[i] for h in g["all gold aspects"]) for i in (0, 1)) for k, g in per_seed.items()}
-    return {"variant": variant, "rationale_source": source, "seeds": seeds, "metric": "accuracy",
-            "runs": os.path.relpath(base.resolve(), REPO), "masc_acc": overall(accs),
-            "groups": aggregate(per_seed, seeds)}
+    return _finish({"variant": variant, "rationale_source": source, "metric": "accuracy",
+                    "predictions": f"results/{dataset}/runs/masc/aspect/<row>/seed<k>.predictions_test.jsonl.gz",
+                    "masc_acc": overall(accs, carry), "groups": aggregate(per_seed, seeds, carry)}, seeds, carry)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dataset", action="append", default=None, help="default: twitter2015 and twitter2017")
-    ap.add_argument("--runs", type=Path, default=None, help="the table's run directory (default: its worktree's)")
+    ap.add_argument("--runs", type=Path, default=None,
+                    help="the table's run directory, whose test predictions are archived first "
+                         "(default: its worktree's; skipped where it does not exist)")
     ap.add_argument("--variant", default="lrsa-arkmsa")
     ap.add_argument("--masc-variant", default="lrsa-arkmsa-aspect")
     ap.add_argument("--results", type=Path, default=REPO / "results")
@@ -229,18 +348,20 @@ def main() -> None:
     from attribution_faithfulness import markdown
 
     runs = args.runs or default_runs()
+    if runs.is_dir():
+        print(f"archived {archive_all(runs, args.results)} new test prediction file(s) from {runs}")
     for ds in args.dataset or ["twitter2015", "twitter2017"]:
-        b = breakdown(ds, runs, args.variant, args.results)
         path = args.results / ds / "attribution.json"
         doc = json.loads(path.read_text()) if path.exists() else {}
-        doc["table_breakdown"] = b
-        doc["table_breakdown_masc"] = masc_breakdown(ds, runs, args.masc_variant, args.results)
+        b = breakdown(ds, args.variant, args.results, doc.get("table_breakdown"))
+        m = masc_breakdown(ds, args.masc_variant, args.results, doc.get("table_breakdown_masc"))
+        doc["table_breakdown"], doc["table_breakdown_masc"] = b, m
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(doc, indent=2) + "\n")
         if "deletion" in doc:
             path.with_suffix(".md").write_text(markdown(doc))
-        print(f"{ds}: seeds {b['seeds']}; wrote {path}")
-        for name, part in (("span", b), ("MASC", doc["table_breakdown_masc"])):
+        print(f"{ds}: seeds {b['seeds']} (archived {b.get('archived_seeds', [])}); wrote {path}")
+        for name, part in (("span", b), ("MASC", m)):
             for key, g in part["groups"].items():
                 print(f"  {name} {key}: n {g['n']}, lrsa - text {g['diff']:+.2f} over {g['seeds']} seed(s)")
 

@@ -2,7 +2,9 @@
 # Train the all-layer table (`lrsa reproduce --profile full`) from its one code snapshot, one worker per core.
 #
 #   bash scripts/table.sh            # start (or resume) the workers in the background; logs in runs/table-logs/
-#   bash scripts/table.sh --report   # rebuild the reports, results/summary.md and the README table (no training)
+#   bash scripts/table.sh --report   # rebuild the reports, results/summary.md and the README table (no training);
+#                                    # archive the runs' test predictions beside their records
+#                                    # (benchmarks/rationale_breakdown.py, which then rebuilds its breakdown)
 #
 # Every run of the table must come from the snapshot commit that the profile names (`snapshot` of
 # PROFILES["full"] in src/lrsa/training/tables/plan.py; docs/training.md), never from the code of main: the
@@ -15,7 +17,7 @@
 set -euo pipefail
 case "${1:-}" in
   "" | --report) ;;
-  -h | --help) sed -n '2,5p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  -h | --help) sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
   *) echo "table: unknown argument '$1' (expected nothing or --report; --help)" >&2; exit 2 ;;
 esac
 cd "$(dirname "$0")/.."
@@ -33,7 +35,10 @@ if [ -z "$snapshot" ]; then
 fi
 if [ "${1:-}" = "--report" ]; then  # reports are built by main's code from the records alone
   .venv/bin/lrsa reproduce --profile full --max-runs 0
-  exec .venv/bin/python benchmarks/table_extras.py report >/dev/null  # results/table_extras/
+  .venv/bin/python benchmarks/table_extras.py report >/dev/null  # results/table_extras/
+  # archive the finished runs' test predictions beside their records (the run directories stay on this
+  # machine), then rebuild the per-aspect breakdown of lrsa - text from the archives
+  exec .venv/bin/python benchmarks/rationale_breakdown.py --runs "${LRSA_TABLE_WORKTREE:-$repo/../lrsa-table-${snapshot:0:12}}/runs/reproduce/full"
 fi
 wt=${LRSA_TABLE_WORKTREE:-$repo/../lrsa-table-${snapshot:0:12}}
 [ -d "$wt" ] || git worktree add --detach "$wt" "$snapshot" >/dev/null

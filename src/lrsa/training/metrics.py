@@ -5,7 +5,9 @@ Everything is span-based (word start, exclusive end), never string-based. All nu
 
 from __future__ import annotations
 
+import gzip
 import json
+import zlib
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -128,14 +130,20 @@ def read_predictions(path: Path, gold: list[Example]) -> dict[str, list[Aspect]]
     """Read a predictions JSONL file (docs/metrics.md), checking every line against the gold sentences.
 
     One line per sentence: ``{"id": "test-0", "aspects": [{"start": 4, "end": 6, "polarity": "POS"}]}``.
+    A path ending in ``.gz`` is read through gzip (a table record's archived predictions).
     """
     src = str(path)
     by_id = {ex.id: ex for ex in gold}
     out: dict[str, list[Aspect]] = {}
     try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
+        raw = Path(path).read_bytes()
+        if src.endswith(".gz"):
+            raw = gzip.decompress(raw)
+        lines = raw.decode("utf-8").splitlines()
     except UnicodeDecodeError as err:
         raise DataError(src, f"byte {err.start}", "invalid UTF-8") from None
+    except (gzip.BadGzipFile, EOFError, zlib.error) as err:
+        raise DataError(src, "gzip", f"not a whole gzip file ({err})") from None
     for n, line in enumerate(lines, start=1):
         if not line.strip():
             continue

@@ -14,6 +14,11 @@ A record is one JSON object:
   bootstrap resamples (``lrsa.training.metrics.item_counts``: JMASA ``[tp, predicted, gold]`` per sentence,
   MASC ``[correct]`` per gold aspect) and the sha256 of the item ids they belong to, in order.
 
+Beside a record, ``<record>.predictions_test.jsonl.gz`` archives the run's test predictions (the run
+directory's ``predictions_test.jsonl``, gzipped; ``archive_predictions``), so that analyses per aspect
+(benchmarks/rationale_breakdown.py) can be rerun from a clone after the run directory is gone; it is
+checked against the record's per-item counts before it is written.
+
 A ``legacy`` record keeps a run that finished before records existed and whose directory was lost: its
 values come from the report that published them (``legacy_from``: report path and commit) and
 ``test_items`` is null. It counts in means, standard deviations and seed-paired differences; a paired
@@ -84,6 +89,33 @@ def write_record(results: Path, key: str, run_dir: Path, data_dir: str | Path | 
     rec = {"key": key, "origin": "run", "result": result, "test_items": items}
     atomic_write_text(path, json.dumps(rec, separators=(",", ":"), sort_keys=True) + "\n")
     return path
+
+
+def predictions_path(results: Path, key: str) -> Path:
+    """Where the test predictions of the record ``key`` are archived: beside it, ``.predictions_test.jsonl.gz``."""
+    return record_path(results, key).with_suffix(".predictions_test.jsonl.gz")
+
+
+def archive_predictions(results: Path, key: str, run_dir: Path, gold: list) -> bool:
+    """Archive ``run_dir``'s test predictions beside the record ``key`` (gzip, atomic; written once: False when
+    the archive exists or the run directory has no predictions). The predictions must give the record's
+    per-item counts exactly (``gold``: the test split), so an archive always belongs to its record; a run
+    directory retrained since its record was written is refused with an error naming both files."""
+    import gzip
+
+    from lrsa.io import atomic_write_bytes
+
+    dest = predictions_path(results, key)
+    src = Path(run_dir) / "predictions_test.jsonl"
+    rec = read_record(results, key)
+    if dest.exists() or not src.is_file() or rec is None or not rec.get("test_items"):
+        return False
+    items = rec["test_items"]
+    if item_record(items["task"], gold, src) != items:
+        raise ValueError(f"{src}: these test predictions do not give the per-item counts of the record "
+                         f"{record_path(results, key)} (was the run retrained after its record was written?)")
+    atomic_write_bytes(dest, gzip.compress(src.read_bytes(), compresslevel=9, mtime=0))
+    return True
 
 
 def counts(rec: dict[str, Any]) -> tuple[str, np.ndarray] | None:
