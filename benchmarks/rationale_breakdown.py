@@ -149,20 +149,20 @@ def carried(old: dict | None, archived: list[str], what: str) -> dict | None:
                        for key, g in old["groups"].items()}}
 
 
-def _combine(lrsa: list[float], text: list[float], diffs: dict[str, float], kept: dict | None,
-             kept_seeds: list[str]) -> dict:
+def _combine(lrsa: list[float], text: list[float], diffs: dict[str, float],
+             kept: tuple[list[str], float, float, list[float]] | None) -> dict:
     """Means over the archived seeds' per-seed values and the carried seeds' means (weighted by seeds), the
-    per-seed differences in seed order and their t-interval."""
+    per-seed differences in seed order and their t-interval. ``kept``: the carried seeds, their lrsa and text
+    means and their per-seed differences (None: nothing carried)."""
     from lrsa.training.stats import seed_t_interval
 
-    n_kept = len(kept_seeds) if kept else 0
-    if kept:
-        diffs = {**dict(zip(kept_seeds, kept["per_seed"])), **diffs}
+    kept_seeds, kept_l, kept_t, kept_diffs = kept or ([], 0.0, 0.0, [])
+    diffs = {**dict(zip(kept_seeds, kept_diffs)), **diffs}
     order = sorted(diffs, key=_seed_order)
     ds = [diffs[k] for k in order]
-    n = n_kept + len(lrsa)
-    mean_l = ((kept["recall_lrsa" if "recall_lrsa" in kept else "lrsa"] * n_kept if kept else 0) + sum(lrsa)) / n
-    mean_t = ((kept["recall_text" if "recall_text" in kept else "text"] * n_kept if kept else 0) + sum(text)) / n
+    n = len(kept_seeds) + len(lrsa)
+    mean_l = (kept_l * len(kept_seeds) + sum(lrsa)) / n
+    mean_t = (kept_t * len(kept_seeds) + sum(text)) / n
     return {"lrsa": round(mean_l, 2), "text": round(mean_t, 2), "diff": round(mean(ds), 2),
             "diff_std": round(stdev(ds), 2) if len(ds) > 1 else None, "seeds": order,
             "per_seed": [round(x, 2) for x in ds], "seed_ci95": seed_t_interval(ds)}
@@ -192,7 +192,8 @@ def aggregate(per_seed: dict[str, dict[str, list[tuple[bool, bool]]]], seeds: li
             ns.append(kept["n"])
         if not ns:
             continue
-        c = _combine(rl, rt, diffs, kept, carry["seeds"] if carry else [])
+        c = _combine(rl, rt, diffs, (carry["seeds"], kept["recall_lrsa"], kept["recall_text"], kept["per_seed"])
+                     if kept else None)
         out[key] = {"n": _n_range(ns), "seeds": len(c["seeds"]), "recall_lrsa": c["lrsa"], "recall_text": c["text"],
                     "diff": c["diff"], "diff_std": c["diff_std"], "per_seed": c["per_seed"],
                     "seed_ci95": c["seed_ci95"]}
@@ -244,9 +245,10 @@ def hits_per_seed(results: Path, prefix: str, variant: str, seeds: list[str], ex
 def overall(scores: dict[str, tuple[float, float]], carry: dict | None = None) -> dict:
     """Per seed (lrsa, text) scores, with the carried seeds' -> their means, the mean seed-paired difference
     and its t-interval."""
+    kept = carry and carry["overall"]
     c = _combine([v[0] for v in scores.values()], [v[1] for v in scores.values()],
-                 {k: lr - tx for k, (lr, tx) in scores.items()}, carry["overall"] if carry else None,
-                 carry["seeds"] if carry else [])
+                 {k: lr - tx for k, (lr, tx) in scores.items()},
+                 (carry["seeds"], kept["lrsa"], kept["text"], kept["per_seed"]) if kept else None)
     return {k: c[k] for k in ("lrsa", "text", "diff", "per_seed", "seed_ci95")}
 
 
@@ -268,6 +270,26 @@ def _source(results: Path, key: str) -> str:
     return read_record(results, key)["result"]["config"]["train"]["rationale_source"]
 
 
+def _inputs(dataset: str, host: str, variant: str, results: Path, old: dict | None, level: str):
+    """What both breakdowns start from: the test examples, the seeds with archived predictions, the carried
+    seeds of ``old``, the rationale source and its bundle at ``level`` (empty without archived seeds); None
+    where there is neither an archived nor a carried seed."""
+    from lrsa.data import load_dataset
+
+    examples = load_dataset(dataset, "test")
+    seeds = paired_seeds(results, dataset, host, variant)
+    carry = carried(old, seeds, f"{dataset} {host} breakdown")
+    if not seeds and not carry:
+        return None
+    source = _source(results, f"{dataset}/{host}/{variant}/{seeds[0]}") if seeds else old["rationale_source"]
+    return examples, seeds, carry, source, _bundle(dataset, source, level) if seeds else {}
+
+
+def _none_yet(variant: str, results: Path) -> dict:
+    return {"variant": variant, "seeds": [], "groups": {},
+            "note": f"no seed with both records and their archived test predictions under {results}"}
+
+
 def _finish(out: dict, seeds: list[str], carry: dict | None) -> dict:
     out["seeds"] = sorted(seeds + (carry["seeds"] if carry else []), key=_seed_order)
     out["archived_seeds"] = seeds
@@ -278,16 +300,10 @@ def _finish(out: dict, seeds: list[str], carry: dict | None) -> dict:
 
 def breakdown(dataset: str, variant: str, results: Path, old: dict | None = None) -> dict:
     """The span host's breakdown from the archived predictions, with ``old``'s unarchived seeds carried."""
-    from lrsa.data import load_dataset
-
-    examples = load_dataset(dataset, "test")
-    seeds = paired_seeds(results, dataset, "span", variant)
-    carry = carried(old, seeds, f"{dataset} span breakdown")
-    if not seeds and not carry:
-        return {"variant": variant, "seeds": [], "groups": {},
-                "note": f"no seed with both records and their archived test predictions under {results}"}
-    source = _source(results, f"{dataset}/span/{variant}/{seeds[0]}") if seeds else old["rationale_source"]
-    rats = _bundle(dataset, source, "tweet") if seeds else {}
+    inputs = _inputs(dataset, "span", variant, results, old, "tweet")
+    if inputs is None:
+        return _none_yet(variant, results)
+    examples, seeds, carry, source, rats = inputs
     per_seed, preds = hits_per_seed(results, f"{dataset}/span", variant, seeds, examples,
                                     lambda ex, a, text_pred: groups_of(ex, a, rats.get(ex.id), text_pred))
     f1s = {k: (f1(lrsa, examples), f1(text, examples)) for k, (lrsa, text) in preds.items()}
@@ -315,17 +331,12 @@ def masc_breakdown(dataset: str, variant: str, results: Path, old: dict | None =
     toward that aspect; what the MASC ``lrsa`` row reads as L_t) states in its opening "Sentiment: X" — the
     gold one, another one, or none — and by whether that stated sentiment agrees with the same seed's ``text``
     model. The gold label only groups the aspects."""
-    from lrsa.data import load_dataset
     from lrsa.rationales.published import aspect_key
 
-    examples = load_dataset(dataset, "test")
-    seeds = paired_seeds(results, dataset, "masc/aspect", variant)
-    carry = carried(old, seeds, f"{dataset} MASC breakdown")
-    if not seeds and not carry:
-        return {"variant": variant, "seeds": [], "groups": {},
-                "note": f"no seed with both records and their archived test predictions under {results}"}
-    source = _source(results, f"{dataset}/masc/aspect/{variant}/{seeds[0]}") if seeds else old["rationale_source"]
-    reasons = _bundle(dataset, source, "aspect") if seeds else {}
+    inputs = _inputs(dataset, "masc/aspect", variant, results, old, "aspect")
+    if inputs is None:
+        return _none_yet(variant, results)
+    examples, seeds, carry, source, reasons = inputs
     per_seed, _ = hits_per_seed(results, f"{dataset}/masc/aspect", variant, seeds, examples,
                                 lambda ex, a, text_pred: masc_groups_of(
                                     ex, a, reasons[aspect_key(ex.id, a.start, a.end)].text, text_pred))
